@@ -1,0 +1,142 @@
+"""A case is data: two variants of one computation, how to make their inputs, and what to expect.
+
+A chapter module declares ``Case`` objects and hands them to the ``perf_pair`` marker; the plugin expands
+each case into one test per (dtype, timing shape), with ids that read like descriptions
+(``batched_matmul-fp32-64x128x128``). Nothing here imports torch or touches a device.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Sequence
+
+Goal = Literal["speed", "memory", "throughput", "latency"]
+CacheMode = Literal["cold", "warm"]
+Shape = tuple[int, ...]
+
+DTYPES = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8e4m3", "int8", "int32", "int64")
+GOALS = ("speed", "memory", "throughput", "latency")
+
+
+@dataclass(frozen=True)
+class Work:
+    """What one call of a variant must do at least: the napkin math behind the roofline columns.
+
+    ``bytes`` counts each input read once and each output written once (device memory);
+    ``flops`` counts floating-point operations (a multiply-add is 2); ``items`` counts the units a
+    serving-style case is judged by (samples, tokens, requests), named by ``item_name``.
+    ``flops_at`` names the precision the optimized arm's flops run at (``"bf16"`` for a pair that moves fp32
+    work onto bf16 tensor cores), so its TFLOP/s are compared with the matching measured ceiling.
+    """
+
+    bytes: float = 0.0
+    flops: float = 0.0
+    items: float = 0.0
+    item_name: str = ""
+    flops_at: str = ""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """A declared, looser error bound for a pair that changes precision on purpose (fp32 -> bf16)."""
+
+    rel: float
+    reason: str
+
+    def __post_init__(self) -> None:
+        if not (0 < self.rel < 1):
+            raise ValueError(f"Tolerance.rel must be in (0, 1), got {self.rel}")
+        if not self.reason.strip():
+            raise ValueError("Tolerance needs a reason: say which precision change it covers")
+
+
+Inputs = Callable[[Shape, str, int, str], Sequence[Any]]
+WorkModel = Callable[[Shape, str], Work]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One optimization: ``baseline(*inputs)`` and ``optimized(*inputs)`` compute the same thing.
+
+    ``inputs(shape, dtype, seed, device)`` builds fresh, seeded inputs (tensors on ``device``);
+    a variant is a pure function of them and returns a tensor or a tuple of tensors.
+    ``reference`` (default: the baseline on inputs upcast to float64) gives the high-precision answer.
+    ``min_speedup`` is the hardware-independent floor: the claim that the technique wins at all,
+    used where no expectation is recorded for the hardware.
+    """
+
+    name: str
+    baseline: Callable[..., Any]
+    optimized: Callable[..., Any]
+    inputs: Inputs
+    time_shapes: Sequence[Shape]
+    check_shapes: Sequence[Shape]
+    dtypes: Sequence[str] = ("fp32",)
+    work: WorkModel | None = None
+    goal: Goal = "speed"
+    min_speedup: float = 1.2
+    tolerance: Tolerance | None = None
+    reference: Callable[..., Any] | None = None
+    cache: CacheMode = "cold"
+    needs_cuda: bool = False
+    budget_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("_", "").isalnum() or self.name != self.name.lower():
+            raise ValueError(f"case name {self.name!r} must be lower_snake_case: it names kernels/<chapter>/<name>.py")
+        for dtype in self.dtypes:
+            if dtype not in DTYPES:
+                raise ValueError(f"case {self.name}: unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
+        if self.goal not in GOALS:
+            raise ValueError(f"case {self.name}: goal must be one of {GOALS}, got {self.goal!r}")
+        if self.cache not in ("cold", "warm"):
+            raise ValueError(f"case {self.name}: cache must be 'cold' or 'warm', got {self.cache!r}")
+        if not self.time_shapes or not self.check_shapes:
+            raise ValueError(f"case {self.name}: needs at least one timing shape and one check shape")
+        if self.min_speedup <= 0:
+            raise ValueError(f"case {self.name}: min_speedup must be positive")
+
+    def params(self) -> list[CaseParam]:
+        """One parameter per (dtype, timing shape), in declaration order."""
+        return [CaseParam(self, tuple(shape), dtype) for dtype in self.dtypes for shape in self.time_shapes]
+
+
+@dataclass(frozen=True)
+class CaseParam:
+    """A case at one dtype and timing shape: what one test measures."""
+
+    case: Case
+    shape: Shape
+    dtype: str
+    id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", f"{self.case.name}-{self.dtype}-{format_shape(self.shape)}")
+
+    def seeds(self, count: int = 3) -> list[int]:
+        """Seeds derived from the id, so any case reproduces alone and every case gets its own."""
+        base = zlib.crc32(self.id.encode())
+        return [(base + 7919 * i) % (2**31 - 1) for i in range(count)]
+
+    def work_model(self) -> Work:
+        return self.case.work(self.shape, self.dtype) if self.case.work else Work()
+
+
+def format_shape(shape: Shape) -> str:
+    return "x".join(str(int(dim)) for dim in shape)
+
+
+def chapter_of(relpath: str) -> str:
+    """``suites/ch01/test_performance_basics.py`` -> ``ch01_performance_basics``.
+
+    The chapter names the expectations file; the path is taken relative to the rootdir and a leading
+    ``suites`` folder is dropped, so the names mirror across ``suites/``, ``kernels/`` and ``expectations/``.
+    """
+    parts = [p for p in relpath.replace("\\", "/").split("/") if p]
+    if parts and parts[0] == "suites":
+        parts = parts[1:]
+    stem = parts[-1]
+    stem = stem[:-3] if stem.endswith(".py") else stem
+    stem = stem[5:] if stem.startswith("test_") else stem
+    return "_".join([*parts[:-1], stem])

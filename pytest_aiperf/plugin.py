@@ -1,0 +1,214 @@
+"""pytest hooks of pytest-aiperf: options, markers, parametrization, the ``aiperf`` fixture, and reporting.
+
+Only wiring lives here; the state is one ``AiperfSession`` in ``config.stash``. Importing this module imports
+neither torch nor CUDA: the xdist controller never holds a GPU context.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_aiperf import benchexport, expectations, report
+from pytest_aiperf.cases import Case, CaseParam, chapter_of
+from pytest_aiperf.session import AiperfSession, Options, Skip
+from pytest_aiperf.verdict import ImprovedBeyondExpectation, InconclusiveMeasurement
+
+SESSION = pytest.StashKey[AiperfSession]()
+RECORD = pytest.StashKey[dict]()
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_aiperf import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("aiperf", "performance pairs (pytest-aiperf)")
+    group.addoption("--update-expectations", dest="aiperf_update", nargs="?", const="all", default=None,
+                    choices=["all", "new"], metavar="all|new",
+                    help="record the measured speedups of the selected cases that pass correctness into "
+                         "expectations/<hardware>/; 'new' records only cases without an entry. Default: off.")
+    group.addoption("--aiperf-hardware", dest="aiperf_hardware", default=None, metavar="KEY",
+                    help="expectations key of this machine (default: from the GPU's NVML name, e.g. h100).")
+    group.addoption("--aiperf-strict", dest="aiperf_strict", action="store_true",
+                    help="fail INCONCLUSIVE cases (noise or throttling) instead of passing them with a warning.")
+    group.addoption("--aiperf-budget", dest="aiperf_budget", type=float, default=None, metavar="SECONDS",
+                    help="sampling budget per case (default: ini aiperf_budget, 3.0).")
+    group.addoption("--aiperf-backend", dest="aiperf_backend", default="auto", choices=["auto", "cuda", "cpu"],
+                    help="timing backend: cuda events, or the host clock (cpu). Default: 'auto' (cuda when present, "
+                         "else verify correctness only and skip timing).")
+    parser.addini("aiperf_budget", "sampling budget per case in seconds", type="string", default="3.0")
+    parser.addini("aiperf_min_margin", "smallest noise margin an expectation may record", type="string", default="0.03")
+    parser.addini("aiperf_expectations", "folder of expectation files, relative to the rootdir", default="expectations")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "perf_pair(*cases, chapter=None): parametrize the test's `pair` argument with "
+                                       "the baseline/optimized Cases given; each case also gets the `perf` marker; "
+                                       "chapter names the expectations file (default: from the module path)")
+    config.addinivalue_line("markers", "perf: a baseline/optimized performance pair (select with -m perf)")
+    options = Options(update=config.getoption("aiperf_update"), strict=config.getoption("aiperf_strict"),
+                      hardware=config.getoption("aiperf_hardware"), backend=config.getoption("aiperf_backend"),
+                      budget_s=config.getoption("aiperf_budget") or float(config.getini("aiperf_budget")),
+                      min_margin=float(config.getini("aiperf_min_margin")),
+                      expectations_dir=Path(config.getini("aiperf_expectations")))
+    session = AiperfSession(options, Path(config.rootpath),
+                            custom_backend=config.hook.pytest_aiperf_backend(config=config))
+    config.stash[SESSION] = session
+    try:
+        session.store()
+    except expectations.ExpectationsError as err:
+        raise pytest.UsageError(str(err)) from None
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(Reporter(config, session), "aiperf-reporter")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("perf_pair")
+    if marker is None:
+        return
+    cases = list(marker.args)
+    bad = [c for c in cases if not isinstance(c, Case)]
+    if bad or not cases:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: perf_pair takes Case objects, got {bad or 'none'}")
+    params = [p for c in cases for p in c.params()]
+    ids = [p.id for p in params]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: duplicate case ids {dupes}")
+    metafunc.parametrize("pair", params, ids=ids)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    session = config.stash[SESSION]
+    for item in items:
+        param = getattr(getattr(item, "callspec", None), "params", {}).get("pair")
+        if isinstance(param, CaseParam) and item.get_closest_marker("perf_pair"):
+            item.add_marker(pytest.mark.perf)
+            chapter = _chapter(item)
+            session.known.setdefault(chapter, set()).add(param.id)
+
+
+class Aiperf:
+    """The ``aiperf`` fixture: ``aiperf.run(pair)`` checks, measures and judges one case, and returns its record."""
+
+    def __init__(self, request: pytest.FixtureRequest, session: AiperfSession) -> None:
+        self._request, self._session = request, session
+
+    def run(self, pair: CaseParam) -> dict[str, Any]:
+        __tracebackhide__ = True
+        item = self._request.node
+        try:
+            rec = self._session.run(pair, nodeid=item.nodeid, module=_relpath(item.config, item),
+                                    func=getattr(item, "originalname", item.name), chapter=_chapter(item))
+        except Skip as why:
+            pytest.skip(str(why))
+        item.stash[RECORD] = rec
+        item.user_properties.extend(benchexport.junit_properties(rec))
+        outcome = rec["verdict"]
+        if self._session.options.update is not None:
+            return rec
+        if outcome == "REGRESSED" or (outcome == "INCONCLUSIVE" and self._session.options.strict):
+            pytest.fail(f"{outcome}: {rec['reason']}", pytrace=False)
+        if outcome == "IMPROVED":
+            warnings.warn(ImprovedBeyondExpectation(f"{pair.id}: {rec['reason']}"), stacklevel=2)
+        elif outcome == "INCONCLUSIVE":
+            warnings.warn(InconclusiveMeasurement(f"{pair.id}: {rec['reason']}"), stacklevel=2)
+        return rec
+
+
+@pytest.fixture
+def aiperf(request: pytest.FixtureRequest) -> Aiperf:
+    """Check, measure and judge a baseline/optimized pair: ``aiperf.run(pair)``."""
+    return Aiperf(request, request.config.stash[SESSION])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    rep = yield
+    if call.when == "call" and RECORD in item.stash:
+        rep.aiperf = item.stash[RECORD]
+    return rep
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    session = config.stash[SESSION]
+    gpus = session.gpus
+    from pytest_aiperf.machine import is_known
+
+    known = not gpus or session.options.hardware is not None or is_known(gpus[0].name)
+    return report.header_line(session.hardware, session.timing_name,
+                              str(session.options.expectations_dir / session.hardware), known)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if hasattr(config, "workerinput"):
+        config.workeroutput["aiperf_known"] = {k: sorted(v) for k, v in config.stash[SESSION].known.items()}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    from pytest_aiperf.machine import static_info
+
+    machine_info["gpu"] = static_info()
+
+
+class Reporter:
+    """Registered only in the reporting process: gathers records from reports and prints the summary."""
+
+    def __init__(self, config: pytest.Config, session: AiperfSession) -> None:
+        self.config, self.session = config, session
+        self.workers_down = 0
+        self.worker_errors = 0
+        self.exported = True
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        rec = getattr(report, "aiperf", None)
+        if rec is not None:
+            self.session.collect(rec)
+            self.exported = benchexport.export(self.config, rec) and self.exported
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        self.workers_down += 1
+        self.worker_errors += error is not None
+        for chapter, keys in getattr(node, "workeroutput", {}).get("aiperf_known", {}).items():
+            self.session.known.setdefault(chapter, set()).update(keys)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.worker_errors:
+            self.session.known.clear()
+        self.session.finish()
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        s = self.session
+        if not (s.records or s.changes or s.stale):
+            return
+        terminalreporter.section("aiperf")
+        for block in (report.summary_table(s.records) if s.records else "", report.failures_block(s.records),
+                      report.floor_note(s.records),
+                      report.update_table(s.changes) if s.changes else "", report.stale_block(s.stale, s.hardware)):
+            if block:
+                terminalreporter.write_line(block)
+
+
+def _chapter(item: pytest.Item) -> str:
+    """The expectations file of an item: ``perf_pair(..., chapter=...)``, else from the module's path."""
+    marker = item.get_closest_marker("perf_pair")
+    return (marker.kwargs.get("chapter") if marker else None) or chapter_of(_relpath(item.config, item))
+
+
+def _relpath(config: pytest.Config, item: pytest.Item) -> str:
+    path = Path(str(item.path))
+    try:
+        return path.relative_to(config.rootpath).as_posix()
+    except ValueError:
+        return path.name

@@ -1,0 +1,76 @@
+"""The record of one measured case: built in the process that ran it, carried on the test report to the
+reporting process (the xdist controller, or the single process), and read there by the summary, the
+pytest-benchmark export and the expectations update. It is plain JSON-native data (no numpy scalars,
+no tensors), because xdist serializes it with execnet.
+
+Keys (``None`` where a value was not measured)::
+
+    key            case id, e.g. "batched_matmul-fp32-64x128x128"; the entry's key in its expectations file
+    chapter        "ch01_performance_basics"; the expectations file's name
+    nodeid         pytest node id of the test
+    func, module   test function name and module path (for pytest-benchmark names)
+    hardware       expectations key of the device that measured it ("h100", "cpu", ...)
+    device         "cuda" or "cpu"; backend: "cuda-events" or "cpu-clock"
+    goal, cache    from the case; dtype, shape: the parameter
+    min_speedup    the case's floor
+    work           {"bytes", "flops", "items", "item_name", "flops_at"}
+    baseline       arm record (below); optimized: arm record
+    speedup        float: median(baseline) / median(optimized) (for the memory goal: peak-memory ratio)
+    ci             [lo, hi]: bootstrap confidence interval of the speedup, paired by round
+    confidence     0.95
+    rounds         number of interleaved rounds (each round times both arms once)
+    noise_margin   relative margin measured from this run's block speedups (what a recording stores)
+    expected       {"speedup", "noise_margin", "baseline_ms", "optimized_ms"} or None
+    gate           {"low", "high", "source": "expectation" | "floor"}
+    verdict        "PASS" | "REGRESSED" | "IMPROVED" | "INCONCLUSIVE"
+    reason         one line that explains the verdict
+    remeasured     true when an INCONCLUSIVE first measurement was repeated with a larger budget
+    telemetry      {"sm_clock_mhz": [min, max], "mem_clock_mhz": [min, max], "temp_c": [min, max],
+                    "power_w": [min, max], "throttle": [reason names seen], "gpu_uuid": str} or None
+    ceilings       {"copy_gbps": float, "matmul_tflops": {"fp32": float, "bf16": float}} or None
+    correctness    {"seeds": [...], "shapes": [[...]], "err_baseline": float, "err_optimized": float,
+                    "bound": float, "rule": str}
+    provenance     {"gpu", "sm_count", "l2_bytes", "driver", "cuda", "torch", "triton", "python"} of the measuring process
+
+Arm record::
+
+    samples_ms     [float]: per-call device times, in round order (paired with the other arm's)
+    median_ms      float; q1_ms, q3_ms: quartiles
+    wall_median_ms float: synchronized host time per call (the side-stream cross-check)
+    energy_mj      float or None: energy per call from the NVML energy counter (back-to-back calls)
+    peak_bytes     int or None: peak device memory allocated during one call (memory goal)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+VERDICTS = ("PASS", "REGRESSED", "IMPROVED", "INCONCLUSIVE")
+
+
+def arm(samples_ms: list[float], *, median_ms: float, q1_ms: float, q3_ms: float, wall_median_ms: float,
+        energy_mj: float | None = None, peak_bytes: int | None = None) -> dict[str, Any]:
+    return {
+        "samples_ms": [float(s) for s in samples_ms],
+        "median_ms": float(median_ms),
+        "q1_ms": float(q1_ms),
+        "q3_ms": float(q3_ms),
+        "wall_median_ms": float(wall_median_ms),
+        "energy_mj": None if energy_mj is None else float(energy_mj),
+        "peak_bytes": None if peak_bytes is None else int(peak_bytes),
+    }
+
+
+def achieved(record: dict[str, Any], arm_name: str = "optimized") -> dict[str, float | None]:
+    """Achieved GB/s, TFLOP/s and items/s of one arm, and their share of the measured ceilings."""
+    work = record.get("work") or {}
+    seconds = record[arm_name]["median_ms"] / 1e3
+    gbps = work.get("bytes", 0) / seconds / 1e9 if work.get("bytes") else None
+    tflops = work.get("flops", 0) / seconds / 1e12 if work.get("flops") else None
+    items = work.get("items", 0) / seconds if work.get("items") else None
+    ceilings = record.get("ceilings") or {}
+    pct_bw = 100 * gbps / ceilings["copy_gbps"] if gbps and ceilings.get("copy_gbps") else None
+    precision = work.get("flops_at") or ("fp32" if record.get("dtype") in ("fp32", "fp64", "tf32") else "bf16")
+    peak = (ceilings.get("matmul_tflops") or {}).get(precision)
+    pct_flops = 100 * tflops / peak if tflops and peak else None
+    return {"gbps": gbps, "tflops": tflops, "items_per_s": items, "pct_bw": pct_bw, "pct_flops": pct_flops}

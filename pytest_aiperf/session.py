@@ -1,0 +1,226 @@
+"""The one session object of a run: options, the device, expectations, and the records of measured cases.
+
+Worker side, ``run`` takes one case through the stages (check, measure, summarize, judge) and returns its record;
+reporting side (the single process, or the xdist controller), ``collect`` gathers records from test reports and
+``finish`` writes expectation updates once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_aiperf import checks, expectations, machine, measure, record
+from pytest_aiperf.cases import CaseParam, chapter_of
+from pytest_aiperf.stats import SpeedupEstimate, arm_stats, noise_margin, side_stream_suspect, speedup_ci
+from pytest_aiperf.verdict import Expected, Outcome, gate_for, judge
+
+REMEASURE_FACTOR = 3.0
+
+
+class Skip(Exception):
+    """The case cannot be measured here; the message says why (the plugin turns it into a pytest skip)."""
+
+
+class MeasurementError(AssertionError):
+    """The measurement itself is invalid (work escaped the timed stream)."""
+
+
+@dataclass
+class Options:
+    update: str | None = None
+    strict: bool = False
+    hardware: str | None = None
+    backend: str = "auto"
+    budget_s: float = 3.0
+    min_margin: float = 0.03
+    expectations_dir: Path = Path("expectations")
+
+
+@dataclass
+class AiperfSession:
+    options: Options
+    rootdir: Path
+    custom_backend: Any = None
+    records: list[dict[str, Any]] = field(default_factory=list)
+    known: dict[str, set[str]] = field(default_factory=dict)
+    changes: list[Any] = field(default_factory=list)
+    stale: list[tuple[str, str]] = field(default_factory=list)
+    _backend: Any = None
+    _backend_ready: bool = False
+    _store: Any = None
+    _ceilings: Any = None
+    _telemetry: Any = None
+    _provenance: Any = None
+
+    @functools.cached_property
+    def gpus(self) -> list[machine.Gpu]:
+        return machine.visible_gpus() if self.options.backend in ("auto", "cuda") else []
+
+    @functools.cached_property
+    def hardware(self) -> str:
+        if self.options.hardware:
+            return self.options.hardware
+        if self.custom_backend is not None:
+            return getattr(self.custom_backend, "hardware", "custom")
+        gpus = self.gpus
+        return machine.hardware_key(gpus[0].name) if gpus and self.options.backend != "cpu" else "cpu"
+
+    @property
+    def timing_name(self) -> str:
+        if self.custom_backend is not None:
+            return self.custom_backend.name
+        if self.options.backend == "cpu":
+            return measure.CpuClock.name
+        return measure.CudaEvents.name if self.gpus else "none (no CUDA device)"
+
+    def store(self) -> expectations.Store:
+        if self._store is None:
+            self._store = expectations.Store(self.rootdir / self.options.expectations_dir, self.hardware)
+            self._store.preload()
+        return self._store
+
+    def backend(self) -> Any:
+        """The timing backend, created on first use in the process that measures (never in the controller)."""
+        if not self._backend_ready:
+            self._backend_ready = True
+            if self.custom_backend is not None:
+                self._backend = self.custom_backend
+            elif self.options.backend == "cpu":
+                self._backend = measure.CpuClock()
+            else:
+                import torch
+
+                if torch.cuda.is_available():
+                    self._backend = measure.CudaEvents()
+                    self._open_device()
+                elif self.options.backend == "cuda":
+                    raise Skip("--aiperf-backend=cuda but torch sees no CUDA device")
+        return self._backend
+
+    def _open_device(self) -> None:
+        import torch
+
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        uuid = str(getattr(props, "uuid", "") or "")
+        uuid = uuid if not uuid or uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
+        self._telemetry = machine.Telemetry.open(uuid or None)
+        self._ceilings = measure.measure_ceilings(self._backend)
+        static = machine.static_info()
+        self._provenance = {"gpu": props.name, "gpu_uuid": uuid, "sm_count": props.multi_processor_count,
+                            "l2_bytes": self._backend.l2_bytes, "driver": static.get("driver"),
+                            **machine.software_versions()}
+
+    def provenance(self) -> dict[str, Any]:
+        return self._provenance or {"gpu": None, "sm_count": None, "l2_bytes": None, "driver": None,
+                                    **machine.software_versions()}
+
+    # ------------------------------------------------------------------ worker side: one case through the stages
+
+    def run(self, param: CaseParam, *, nodeid: str, module: str, func: str,
+            chapter: str | None = None) -> dict[str, Any]:
+        __tracebackhide__ = True
+        case = param.case
+        chapter = chapter or chapter_of(module)
+        backend = self.backend()
+        device = backend.device if backend is not None else "cpu"
+        if case.needs_cuda and device != "cuda":
+            raise Skip(f"{param.id} needs a CUDA device (it uses pinned memory, streams or CUDA kernels)")
+        report = checks.verify(param, device)
+        if backend is None:
+            raise Skip(f"timing skipped: no CUDA device. Correctness verified on {device}: {len(report.seeds)} seeds x "
+                       f"{len(report.shapes)} shapes, max relative error {report.err_optimized:.2g} "
+                       f"(baseline {report.err_baseline:.2g})")
+        seed = param.seeds(1)[0]
+        checks.verify(param, device, shapes=[param.shape], seeds=[seed])
+        inputs = list(case.inputs(param.shape, param.dtype, seed, device))
+        entry = self.store().get(chapter, param.id)
+        expected = Expected.from_entry(entry) if entry else None
+        gate = gate_for(expected, case.min_speedup)
+        budget = case.budget_s or self.options.budget_s
+        updating = self.options.update is not None
+        cold = case.cache == "cold"
+        samples = measure.sample_pair(backend, case.baseline, case.optimized, inputs, cold=cold, budget_s=budget,
+                                      gate=None if updating else gate, telemetry=self._telemetry)
+        rec = self._record(param, chapter, nodeid, module, func, backend, samples, expected, gate, report)
+        if rec["verdict"] == Outcome.INCONCLUSIVE.value and not updating and case.goal != "memory":
+            samples = measure.sample_pair(backend, case.baseline, case.optimized, inputs, cold=cold,
+                                          budget_s=budget * REMEASURE_FACTOR, gate=gate, telemetry=self._telemetry)
+            rec = self._record(param, chapter, nodeid, module, func, backend, samples, expected, gate, report)
+            rec["remeasured"] = True
+        for arm, fn in (("baseline", case.baseline), ("optimized", case.optimized)):
+            rec[arm]["energy_mj"] = measure.energy_per_call(backend, fn, inputs, self._telemetry)
+            if case.goal == "memory":
+                rec[arm]["peak_bytes"] = backend.peak_bytes(fn, inputs)
+        if case.goal == "memory":
+            self._judge_memory(rec, expected, gate)
+        return rec
+
+    def _record(self, param: CaseParam, chapter: str, nodeid: str, module: str, func: str, backend: Any,
+                samples: measure.Samples, expected: Expected | None, gate: Any, report: checks.CheckReport) -> dict:
+        __tracebackhide__ = True
+        for arm, events, walls in (("baseline", samples.base_ms, samples.base_wall_ms),
+                                   ("optimized", samples.opt_ms, samples.opt_wall_ms)):
+            suspect = side_stream_suspect(events, walls)
+            if suspect:
+                raise MeasurementError(f"{arm} arm of {param.id}: {suspect}. Work escaped the current stream: join side "
+                                       f"streams (torch.cuda.current_stream().wait_stream(s)) before returning")
+        est = speedup_ci(samples.base_ms, samples.opt_ms)
+        base, opt = arm_stats(samples.base_ms), arm_stats(samples.opt_ms)
+        tele = machine.summarize(samples.telemetry) if samples.telemetry else None
+        severe = sorted(set((tele or {}).get("throttle", [])) & machine.SEVERE_THROTTLE)
+        verdict = judge(est, gate, expected=expected, baseline_ms=base.median_ms, optimized_ms=opt.median_ms,
+                        throttle=severe, hardware=self.hardware)
+        work = param.work_model()
+        return {
+            "key": param.id, "chapter": chapter, "nodeid": nodeid, "func": func, "module": module,
+            "hardware": self.hardware, "device": backend.device, "backend": backend.name,
+            "goal": param.case.goal, "cache": param.case.cache, "dtype": param.dtype, "shape": list(param.shape),
+            "min_speedup": param.case.min_speedup,
+            "work": {"bytes": work.bytes, "flops": work.flops, "items": work.items, "item_name": work.item_name,
+                     "flops_at": work.flops_at},
+            "baseline": record.arm(samples.base_ms, median_ms=base.median_ms, q1_ms=base.q1_ms, q3_ms=base.q3_ms,
+                                   wall_median_ms=arm_stats(samples.base_wall_ms).median_ms),
+            "optimized": record.arm(samples.opt_ms, median_ms=opt.median_ms, q1_ms=opt.q1_ms, q3_ms=opt.q3_ms,
+                                    wall_median_ms=arm_stats(samples.opt_wall_ms).median_ms),
+            "speedup": est.speedup, "ci": [est.lo, est.hi], "confidence": est.confidence, "rounds": est.rounds,
+            "noise_margin": noise_margin(samples.base_ms, samples.opt_ms, floor=self.options.min_margin),
+            "expected": None if expected is None else {"speedup": expected.speedup,
+                                                       "noise_margin": expected.noise_margin,
+                                                       "baseline_ms": expected.baseline_ms,
+                                                       "optimized_ms": expected.optimized_ms},
+            "gate": gate.to_json(), "verdict": verdict.outcome.value, "reason": verdict.reason, "remeasured": False,
+            "telemetry": tele, "ceilings": self._ceilings, "correctness": report.to_json(),
+            "provenance": self.provenance(), "warmup_calls": samples.warmup_calls,
+        }
+
+    def _judge_memory(self, rec: dict[str, Any], expected: Expected | None, gate: Any) -> None:
+        base, opt = rec["baseline"]["peak_bytes"], rec["optimized"]["peak_bytes"]
+        if not base or not opt:
+            raise Skip(f"{rec['key']}: the memory goal needs peak-memory tracking, which {rec['backend']} lacks")
+        ratio = base / opt
+        est = SpeedupEstimate(speedup=ratio, lo=ratio, hi=ratio, confidence=1.0, rounds=1)
+        verdict = judge(est, gate, expected=expected, baseline_ms=rec["baseline"]["median_ms"],
+                        optimized_ms=rec["optimized"]["median_ms"], hardware=self.hardware)
+        rec.update(speedup=ratio, ci=[ratio, ratio], noise_margin=self.options.min_margin,
+                   verdict=verdict.outcome.value, reason=f"peak memory {base} -> {opt} bytes; {verdict.reason}")
+
+    # ------------------------------------------------------------------ reporting side
+
+    def collect(self, rec: dict[str, Any]) -> None:
+        self.records.append(rec)
+
+    def finish(self) -> None:
+        """Write expectation updates (once, here) and find entries whose case no longer exists."""
+        root = self.rootdir / self.options.expectations_dir
+        if self.options.update is not None and self.records:
+            commit, dirty = expectations.git_commit(self.rootdir)
+            self.changes = expectations.apply_updates(root, self.records, mode=self.options.update,
+                                                      date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                                                      commit=commit, dirty=dirty)
+        if self.known:
+            self.stale = expectations.stale(root, self.hardware, self.known)
+

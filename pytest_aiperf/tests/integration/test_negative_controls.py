@@ -1,0 +1,97 @@
+"""Negative controls: kernels that must fail, each for the right reason."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+CONTROL = '''
+import time
+import pytest
+import torch
+from pytest_aiperf import Case
+
+def inputs(shape, dtype, seed, device):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=g).to(device),)
+
+def baseline(x):
+    time.sleep(0.002)
+    return torch.exp(x)
+
+{optimized}
+
+@pytest.mark.perf_pair(Case(name="control", baseline=baseline, optimized=optimized, inputs=inputs,
+                            check_shapes=[(5, 7), (31,)], time_shapes=[(64,)]))
+def test_optimized_arm_beats_baseline(pair, aiperf):
+    aiperf.run(pair)
+'''
+
+SIDE_STREAM_DEVICE = '''
+import time
+
+class SimulatedDevice:
+    """Events see only the current stream; work queued on the side stream runs when the device syncs."""
+    name, device, hardware, l2_bytes = "sim-events", "cpu", "sim", 0
+
+    def __init__(self):
+        self.side_ms = 0.0
+
+    def launch_on_side_stream(self, ms):
+        self.side_ms += ms
+
+    def flush(self):
+        pass
+
+    def sync(self):
+        time.sleep(self.side_ms / 1e3)
+        self.side_ms = 0.0
+
+    def time_call(self, fn, args):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        t1 = time.perf_counter()
+        self.sync()
+        return (t1 - t0) * 1e3, (time.perf_counter() - t0) * 1e3
+
+    def peak_bytes(self, fn, args):
+        return None
+
+DEVICE = SimulatedDevice()
+
+def pytest_aiperf_backend(config):
+    return DEVICE
+'''
+
+CONTROLS = {
+    "wrong_result": ("def optimized(x):\n    return torch.exp(x) * 1.001",
+                     r".*optimized disagrees with the float64 reference: relative error .*worst element.*"),
+    "nop_kernel": ("def optimized(x):\n    return torch.empty_like(x)",
+                   r".*optimized disagrees with the float64 reference.*"),
+    "slower_optimized": ("def optimized(x):\n    time.sleep(0.004)\n    return torch.exp(x)",
+                         r".*REGRESSED: speedup 0\.\d+x.*"),
+    "in_place": ("def optimized(x):\n    return x.exp_()",
+                 r".*non-finite output.*computes in place and modifies its input.*"),
+    "input_mutating": ("def optimized(x):\n    x.add_(0.5)\n    return torch.exp(x - 0.5)",
+                       r".*modified its input #0: a variant must be a pure function.*"),
+}
+
+
+@pytest.mark.parametrize("control", sorted(CONTROLS))
+def test_a_bad_optimized_arm_fails_for_the_right_reason(pytester, control):
+    body, reason = CONTROLS[control]
+    pytester.makepyfile(test_control=textwrap.dedent(CONTROL).replace("{optimized}", body))
+    result = pytester.runpytest("--aiperf-backend=cpu", "--aiperf-budget=0.3", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines([reason])
+
+
+def test_work_left_on_an_unjoined_side_stream_fails_the_cross_check(pytester):
+    pytester.makeconftest(SIDE_STREAM_DEVICE)
+    body = ("from conftest import DEVICE\n\ndef optimized(x):\n"
+            "    DEVICE.launch_on_side_stream(3.0)\n    return torch.exp(x)")
+    pytester.makepyfile(test_control=textwrap.dedent(CONTROL).replace("{optimized}", body))
+    result = pytester.runpytest("--aiperf-budget=0.3", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines([r".*optimized arm of control-fp32-64: .*Work escaped the current stream.*"])

@@ -1,0 +1,82 @@
+"""Each verdict, end to end on the CPU clock: the floor gate, a recorded expectation, and noise."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_a_clear_win_passes_the_floor_and_says_no_expectation_is_recorded(run_toy):
+    result = run_toy("-rA")
+    result.assert_outcomes(passed=1)
+    result.stdout.re_match_lines([r".*double-fp32-1024 .* PASS .*", r".*no expectation recorded for cpu.*"])
+
+
+def test_a_slower_optimized_arm_is_regressed_and_fails(run_toy, monkeypatch):
+    monkeypatch.setenv("AIPERF_TOY_BASE_MS", "0.5")
+    monkeypatch.setenv("AIPERF_TOY_OPT_MS", "3")
+    result = run_toy()
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines([r".*REGRESSED: speedup 0\.\d+x \[.*below the floor.*"])
+
+
+def test_a_recorded_expectation_gates_the_next_run_and_blames_the_slower_arm(run_toy, chapter, monkeypatch):
+    run_toy("--update-expectations").assert_outcomes(passed=1)
+    entry = json.loads((chapter.path / "expectations/cpu/ch90_toy.json").read_text())["entries"]["double-fp32-1024"]
+    assert 3 < entry["speedup"] < 12, entry
+    monkeypatch.setenv("AIPERF_TOY_OPT_MS", "1.5")
+    result = run_toy()
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines([r".*REGRESSED: .* below the cpu band .* the optimized arm got slower.*"])
+
+
+def test_a_much_faster_optimized_arm_is_improved_and_proposes_an_update(run_toy, monkeypatch):
+    run_toy("--update-expectations").assert_outcomes(passed=1)
+    monkeypatch.setenv("AIPERF_TOY_BASE_MS", "9")
+    result = run_toy()
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.re_match_lines([r".*ImprovedBeyondExpectation.*--update-expectations.*", r".* IMPROVED .*"])
+
+
+SCRIPTED_DEVICE = """
+import time
+
+class ScriptedDevice:
+    \"\"\"Each arm alternates 1.0 and 1.5 ms, out of phase: equal medians, a speedup interval around 1.0.\"\"\"
+    name, device, hardware, l2_bytes = "scripted", "cpu", "scripted", 0
+
+    def __init__(self):
+        self.calls = {}
+
+    def flush(self):
+        pass
+
+    def sync(self):
+        pass
+
+    def time_call(self, fn, args):
+        fn(*args)
+        time.sleep(0.0005)
+        k = self.calls[fn.__name__] = self.calls.get(fn.__name__, -1) + 1
+        ms = 1.0 + 0.5 * ((k + (fn.__name__ == "optimized_double")) % 2)
+        return ms, ms
+
+    def peak_bytes(self, fn, args):
+        return None
+
+def pytest_aiperf_backend(config):
+    return ScriptedDevice()
+"""
+
+
+def test_equal_arms_against_a_floor_of_one_are_inconclusive_and_fail_only_when_strict(chapter, monkeypatch):
+    test_file = chapter.path / "suites/ch90/test_toy.py"
+    test_file.write_text(test_file.read_text().replace("min_speedup=1.5", "min_speedup=1.0"))
+    chapter.makeconftest(SCRIPTED_DEVICE)
+    monkeypatch.setenv("AIPERF_TOY_BASE_MS", "0")
+    monkeypatch.setenv("AIPERF_TOY_OPT_MS", "0")
+    relaxed = chapter.runpytest("--aiperf-budget=0.2", "-p", "no:cacheprovider")
+    relaxed.assert_outcomes(passed=1, warnings=1)
+    relaxed.stdout.re_match_lines([r".*double-fp32-1024 .*INCONCLUSIVE\*.*", r".*InconclusiveMeasurement.*straddles.*"])
+    strict = chapter.runpytest("--aiperf-budget=0.2", "--aiperf-strict", "-p", "no:cacheprovider")
+    strict.assert_outcomes(failed=1)
+    strict.stdout.re_match_lines([r".*INCONCLUSIVE: speedup 1\.00x \[.*straddles.*"])

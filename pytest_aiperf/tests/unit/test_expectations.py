@@ -1,0 +1,307 @@
+"""expectations.py: the golden files of measured speedups - format, validation, merge-on-update, atomic writes,
+unused entries and git provenance."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_aiperf import expectations
+from pytest_aiperf.expectations import (
+    Change,
+    ExpectationsError,
+    Store,
+    apply_updates,
+    entry_from_record,
+    git_commit,
+    load,
+    path_for,
+    stale,
+)
+from pytest_aiperf.record import arm
+
+DATE = "2026-11-21T13:05:00+00:00"
+PROVENANCE = {"gpu": "NVIDIA H100 80GB HBM3", "sm_count": 132, "l2_bytes": 52428800, "driver": "580.159.04",
+              "cuda": "13.0", "torch": "2.11.0+cu130", "triton": "3.6.0", "python": "3.12.3"}
+
+
+def make_record(key: str = "batched_matmul-fp32-64x128x128", *, speedup: float = 3.2123456789012345,
+                chapter: str = "ch01_performance_basics", hardware: str = "h100",
+                noise_margin: Any = 0.04) -> dict[str, Any]:
+    return {
+        "key": key, "chapter": chapter, "hardware": hardware, "goal": "speed", "rounds": 4,
+        "speedup": speedup, "ci": [3.18, 3.25], "noise_margin": noise_margin,
+        "baseline": arm([1.0, 1.02, 1.04, 1.1], median_ms=1.03, q1_ms=1.01, q3_ms=1.07, wall_median_ms=1.1,
+                        energy_mj=310.2),
+        "optimized": arm([0.31, 0.318, 0.32, 0.33], median_ms=0.319, q1_ms=0.314, q3_ms=0.325,
+                         wall_median_ms=0.34),
+        "provenance": dict(PROVENANCE),
+    }
+
+
+def update(root: Path, records: list[dict], mode: str = "all") -> list[Change]:
+    return apply_updates(root, records, mode=mode, date=DATE, commit="abc1234", dirty=False)
+
+
+def write_doc(path: Path, doc: Any) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = doc if isinstance(doc, str) else json.dumps(doc)
+    path.write_text(text, encoding="utf-8")
+    return path.read_bytes()
+
+
+def valid_doc(entries: dict | None = None) -> dict[str, Any]:
+    return {"format": 1, "hardware": "h100", "chapter": "ch01_performance_basics",
+            "entries": entries if entries is not None else {"other": {"speedup": 2.0, "noise_margin": 0.1,
+                                                                      "note": "hand-written"}}}
+
+
+def test_path_for_is_hardware_folder_and_chapter_file(tmp_path: Path) -> None:
+    assert path_for(tmp_path, "h100", "ch01_performance_basics") == tmp_path / "h100" / "ch01_performance_basics.json"
+
+
+@pytest.mark.parametrize(("hardware", "chapter"), [("..", "ch01"), ("h100", "../ch01"), ("", "ch01"), ("h100", "")])
+def test_path_for_refuses_names_that_leave_the_folder(tmp_path: Path, hardware: str, chapter: str) -> None:
+    with pytest.raises(ValueError, match="cannot name an expectations file"):
+        path_for(tmp_path, hardware, chapter)
+
+
+def test_load_of_a_missing_file_is_empty(tmp_path: Path) -> None:
+    assert load(tmp_path / "h100" / "ch01.json") == {}
+
+
+def test_entry_from_record_keeps_numbers_as_measured() -> None:
+    entry = entry_from_record(make_record(), date=DATE, commit="abc1234", dirty=True)
+    assert entry == {
+        "speedup": 3.2123456789012345, "ci": [3.18, 3.25], "noise_margin": 0.04, "goal": "speed", "rounds": 4,
+        "baseline": {"median_ms": 1.03, "samples": 4, "energy_mj": 310.2},
+        "optimized": {"median_ms": 0.319, "samples": 4, "energy_mj": None},
+        "provenance": {**PROVENANCE, "date": DATE, "commit": "abc1234", "dirty": True},
+    }
+
+
+@pytest.mark.parametrize(("speedup", "margin"), [(0.0, 0.04), (-1.5, 0.04), (3.0, None), (3.0, -0.01),
+                                                 (float("nan"), 0.04)])
+def test_entry_from_record_refuses_what_load_could_not_read_back(speedup: float, margin: Any) -> None:
+    with pytest.raises(ValueError, match="cannot record"):
+        entry_from_record(make_record(speedup=speedup, noise_margin=margin), date=DATE, commit=None, dirty=None)
+
+
+def test_update_then_load_round_trips_every_field(tmp_path: Path) -> None:
+    record = make_record()
+    changes = update(tmp_path, [record])
+    assert changes == [Change("h100", "ch01_performance_basics", record["key"], "new", None, 3.2123456789012345)]
+    path = path_for(tmp_path, "h100", "ch01_performance_basics")
+    loaded = load(path, hardware="h100", chapter="ch01_performance_basics")
+    assert loaded == {record["key"]: entry_from_record(record, date=DATE, commit="abc1234", dirty=False)}
+    assert loaded[record["key"]]["speedup"] == 3.2123456789012345
+
+
+def test_written_file_has_sorted_keys_indent_two_and_a_trailing_newline(tmp_path: Path) -> None:
+    update(tmp_path, [make_record("b_case-fp32-8"), make_record("a_case-fp32-8")])
+    text = path_for(tmp_path, "h100", "ch01_performance_basics").read_text(encoding="utf-8")
+    assert text.startswith('{\n  "chapter": "ch01_performance_basics",\n  "entries": {\n    "a_case-fp32-8": {\n')
+    assert text.endswith('  "format": 1,\n  "hardware": "h100"\n}\n')
+    assert text.index('"b_case-fp32-8"') > text.index('"a_case-fp32-8"')
+    assert text == json.dumps(json.loads(text), sort_keys=True, indent=2) + "\n"
+
+
+def test_update_merges_and_leaves_other_entries_untouched(tmp_path: Path) -> None:
+    path = path_for(tmp_path, "h100", "ch01_performance_basics")
+    write_doc(path, valid_doc())
+    update(tmp_path, [make_record("new_case-fp32-8")])
+    entries = load(path)
+    assert set(entries) == {"other", "new_case-fp32-8"}
+    assert entries["other"] == {"speedup": 2.0, "noise_margin": 0.1, "note": "hand-written"}
+
+
+def test_mode_all_rerecords_an_existing_entry(tmp_path: Path) -> None:
+    update(tmp_path, [make_record(speedup=3.0)])
+    changes = update(tmp_path, [make_record(speedup=2.5)])
+    assert [(c.status, c.old, c.new) for c in changes] == [("updated", 3.0, 2.5)]
+    assert load(path_for(tmp_path, "h100", "ch01_performance_basics"))[make_record()["key"]]["speedup"] == 2.5
+
+
+def test_mode_new_keeps_existing_entries_and_adds_missing_ones(tmp_path: Path) -> None:
+    path = path_for(tmp_path, "h100", "ch01_performance_basics")
+    update(tmp_path, [make_record(speedup=3.0)])
+    changes = update(tmp_path, [make_record(speedup=9.0), make_record("added-fp32-8", speedup=1.5)], mode="new")
+    assert [(c.key, c.status, c.old, c.new) for c in changes] == [
+        ("added-fp32-8", "new", None, 1.5),
+        ("batched_matmul-fp32-64x128x128", "kept", 3.0, 9.0),
+    ]
+    assert load(path)["batched_matmul-fp32-64x128x128"]["speedup"] == 3.0
+
+
+def test_mode_new_with_nothing_missing_does_not_rewrite_the_file(tmp_path: Path) -> None:
+    path = path_for(tmp_path, "h100", "ch01_performance_basics")
+    before = write_doc(path, valid_doc({"batched_matmul-fp32-64x128x128": {"speedup": 3.0, "noise_margin": 0.0}}))
+    update(tmp_path, [make_record()], mode="new")
+    assert path.read_bytes() == before
+
+
+def test_changes_come_back_sorted_by_hardware_chapter_and_key(tmp_path: Path) -> None:
+    changes = update(tmp_path, [make_record("z-fp32-8", hardware="h200"), make_record("b-fp32-8", chapter="ch02_x"),
+                                make_record("a-fp32-8", chapter="ch02_x"), make_record("c-fp32-8")])
+    assert [(c.hardware, c.chapter, c.key) for c in changes] == [
+        ("h100", "ch01_performance_basics", "c-fp32-8"), ("h100", "ch02_x", "a-fp32-8"),
+        ("h100", "ch02_x", "b-fp32-8"), ("h200", "ch01_performance_basics", "z-fp32-8"),
+    ]
+
+
+def test_corrupt_file_is_an_error_naming_the_file_and_its_line(tmp_path: Path) -> None:
+    path = path_for(tmp_path, "h100", "ch01_performance_basics")
+    write_doc(path, '{\n  "format": 1,\n  "entries" {}\n}\n')
+    with pytest.raises(ExpectationsError) as info:
+        load(path)
+    assert str(info.value) == (f"{path}: not valid JSON (line 3 column 13: Expecting ':' delimiter); "
+                               "fix or delete it - it was not modified")
+
+
+def test_update_never_writes_a_corrupt_file_but_writes_the_others(tmp_path: Path) -> None:
+    corrupt = path_for(tmp_path, "h100", "ch01_performance_basics")
+    before = write_doc(corrupt, '{"format": 1, "entries": {"a": {"speedup": 2.0,')
+    changes = update(tmp_path, [make_record("x-fp32-8"), make_record("y-fp32-8", chapter="ch02_x")])
+    assert [(c.chapter, c.status) for c in changes] == [("ch01_performance_basics", "error"), ("ch02_x", "new")]
+    assert corrupt.read_bytes() == before
+    assert sorted(p.name for p in corrupt.parent.iterdir()) == ["ch01_performance_basics.json", "ch02_x.json"]
+
+
+@pytest.mark.parametrize("version", [2, 0, "1", True, None])
+def test_another_format_version_is_refused(tmp_path: Path, version: Any) -> None:
+    path = path_for(tmp_path, "h100", "ch01_performance_basics")
+    write_doc(path, {**valid_doc(), "format": version})
+    with pytest.raises(ExpectationsError, match=r"format is .*reads format 1.*it was not modified"):
+        load(path)
+
+
+@pytest.mark.parametrize(("field", "value"), [("hardware", "a100"), ("chapter", "ch02_x")])
+def test_a_file_claiming_another_hardware_or_chapter_is_refused(tmp_path: Path, field: str, value: str) -> None:
+    path = path_for(tmp_path, "h100", "ch01_performance_basics")
+    before = write_doc(path, {**valid_doc(), field: value})
+    with pytest.raises(ExpectationsError, match=f"{field} is '{value}' but the file's path says"):
+        load(path, hardware="h100", chapter="ch01_performance_basics")
+    assert [c.status for c in update(tmp_path, [make_record()])] == ["error"]
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(("doc", "problem"), [
+    ([1, 2], "top level is list"),
+    ({"format": 1}, "'entries' is NoneType"),
+    ({"format": 1, "entries": []}, "'entries' is list"),
+    ({"format": 1, "entries": {"a": 3.0}}, "entry 'a' is float"),
+    ({"format": 1, "entries": {"a": {"noise_margin": 0.1}}}, "entry 'a' has speedup None"),
+    ({"format": 1, "entries": {"a": {"speedup": 0, "noise_margin": 0.1}}}, "entry 'a' has speedup 0"),
+    ({"format": 1, "entries": {"a": {"speedup": "3", "noise_margin": 0.1}}}, "entry 'a' has speedup '3'"),
+    ({"format": 1, "entries": {"a": {"speedup": True, "noise_margin": 0.1}}}, "entry 'a' has speedup True"),
+    ('{"format": 1, "entries": {"a": {"speedup": NaN, "noise_margin": 0.1}}}', "entry 'a' has speedup nan"),
+    ({"format": 1, "entries": {"a": {"speedup": 2.0}}}, "entry 'a' has noise_margin None"),
+    ({"format": 1, "entries": {"a": {"speedup": 2.0, "noise_margin": -0.01}}}, "entry 'a' has noise_margin -0.01"),
+])
+def test_ill_formed_documents_are_refused_for_the_right_reason(tmp_path: Path, doc: Any, problem: str) -> None:
+    path = tmp_path / "h100" / "ch01.json"
+    write_doc(path, doc)
+    with pytest.raises(ExpectationsError) as info:
+        load(path)
+    assert str(info.value).startswith(f"{path}: {problem}")
+
+
+def test_an_unreadable_file_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "h100" / "ch01.json"
+    path.mkdir(parents=True)
+    with pytest.raises(ExpectationsError, match="unreadable"):
+        load(path)
+
+
+def test_atomic_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    update(tmp_path, [make_record()])
+    update(tmp_path, [make_record(speedup=2.0)])
+    assert [p.name for p in (tmp_path / "h100").iterdir()] == ["ch01_performance_basics.json"]
+
+
+def test_a_failed_replace_keeps_the_old_file_and_removes_the_temporary(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    path = path_for(tmp_path, "h100", "ch01_performance_basics")
+    before = write_doc(path, valid_doc())
+
+    def failing_replace(src: Any, dst: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(expectations.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        update(tmp_path, [make_record()])
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == ["ch01_performance_basics.json"]
+
+
+def test_update_mode_must_be_all_or_new(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="update mode"):
+        update(tmp_path, [make_record()], mode="some")
+
+
+def test_store_preload_fails_on_a_corrupt_file_before_any_get(tmp_path: Path) -> None:
+    write_doc(path_for(tmp_path, "h100", "ch01_performance_basics"), valid_doc())
+    write_doc(path_for(tmp_path, "h100", "ch09_broken"), "{")
+    with pytest.raises(ExpectationsError, match="ch09_broken.json: not valid JSON"):
+        Store(tmp_path, "h100").preload()
+
+
+def test_store_get_returns_recorded_entries_and_none_otherwise(tmp_path: Path) -> None:
+    write_doc(path_for(tmp_path, "h100", "ch01_performance_basics"), valid_doc())
+    write_doc(path_for(tmp_path, "a100", "ch01_performance_basics"), {**valid_doc(), "hardware": "a100"})
+    store = Store(tmp_path, "h100")
+    store.preload()
+    entry = store.get("ch01_performance_basics", "other")
+    assert entry == {"speedup": 2.0, "noise_margin": 0.1, "note": "hand-written"}
+    entry["speedup"] = 99.0
+    assert store.get("ch01_performance_basics", "other")["speedup"] == 2.0
+    assert store.get("ch01_performance_basics", "absent") is None
+    assert store.get("ch05_not_recorded", "other") is None
+
+
+def test_store_preload_of_a_hardware_without_files_is_fine(tmp_path: Path) -> None:
+    store = Store(tmp_path, "b200")
+    store.preload()
+    assert store.get("ch01_performance_basics", "anything") is None
+
+
+def test_stale_lists_unused_entries_of_known_chapters_only(tmp_path: Path) -> None:
+    entry = {"speedup": 2.0, "noise_margin": 0.1}
+    write_doc(path_for(tmp_path, "h100", "ch01_a"), {"format": 1, "entries": {"kept": entry, "gone": entry,
+                                                                              "also_gone": entry}})
+    write_doc(path_for(tmp_path, "h100", "ch02_b"), {"format": 1, "entries": {"unseen": entry}})
+    known = {"ch01_a": {"kept", "never_recorded"}, "ch03_without_file": {"x"}}
+    assert stale(tmp_path, "h100", known) == [("ch01_a", "also_gone"), ("ch01_a", "gone")]
+
+
+def test_git_commit_outside_a_repository_is_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert git_commit(tmp_path) == (None, None)
+
+
+def test_git_commit_without_git_is_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert git_commit(tmp_path) == (None, None)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_git_commit_reports_the_short_hash_and_dirtiness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    (tmp_path / "a.txt").write_text("a\n")
+    for args in (["init", "-q"], ["add", "a.txt"], ["commit", "-q", "-m", "one"]):
+        subprocess.run(["git", *args], cwd=tmp_path, env=env, check=True, capture_output=True)
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, env=env, check=True,
+                          capture_output=True, text=True).stdout.strip()
+    assert git_commit(tmp_path) == (head, False)
+    (tmp_path / "a.txt").write_text("b\n")
+    assert git_commit(tmp_path) == (head, True)

@@ -1,0 +1,187 @@
+"""Judge a measured speedup against its gate: PASS, REGRESSED, IMPROVED or INCONCLUSIVE.
+
+The gate is the recorded expectation's band for this hardware, or the case's hardware-independent
+``min_speedup`` floor where nothing is recorded. A verdict is decided by the whole confidence interval,
+never by the point estimate alone, so noise reads as INCONCLUSIVE rather than as a failure. Pure Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Sequence
+
+from pytest_aiperf.stats import SpeedupEstimate, format_ms
+
+
+class AiperfWarning(UserWarning):
+    """Base of the plugin's warnings: a stale expectation, an inconclusive measurement."""
+
+
+class ImprovedBeyondExpectation(AiperfWarning):
+    """The speedup beat the recorded band: the expectation is stale and should be re-recorded."""
+
+
+class InconclusiveMeasurement(AiperfWarning):
+    """The measurement could not decide against the gate (noise, or a throttled GPU)."""
+
+
+class Outcome(str, Enum):
+    PASS = "PASS"
+    REGRESSED = "REGRESSED"
+    IMPROVED = "IMPROVED"
+    INCONCLUSIVE = "INCONCLUSIVE"
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A recorded expectation: the speedup, its relative noise margin, and the arm medians behind it."""
+
+    speedup: float
+    noise_margin: float
+    baseline_ms: float | None = None
+    optimized_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.speedup > 0:
+            raise ValueError(f"expected speedup must be positive, got {self.speedup}")
+        if not (0 <= self.noise_margin < float("inf")):
+            raise ValueError(f"expected noise_margin must be a finite number >= 0, got {self.noise_margin}")
+
+    @classmethod
+    def from_entry(cls, entry: dict[str, Any]) -> Expected:
+        """Read an expectations-file entry: ``{"speedup", "noise_margin", "baseline": {"median_ms"}, ...}``."""
+        missing = [key for key in ("speedup", "noise_margin") if key not in entry]
+        if missing:
+            raise ValueError(f"expectation entry lacks {', '.join(missing)}: {entry!r}")
+
+        def arm_median(name: str) -> float | None:
+            value = (entry.get(name) or {}).get("median_ms")
+            return None if value is None else float(value)
+
+        return cls(
+            speedup=float(entry["speedup"]),
+            noise_margin=float(entry["noise_margin"]),
+            baseline_ms=arm_median("baseline"),
+            optimized_ms=arm_median("optimized"),
+        )
+
+    def to_json(self) -> dict[str, float | None]:
+        """The record's ``expected`` value."""
+        return {"speedup": self.speedup, "noise_margin": self.noise_margin,
+                "baseline_ms": self.baseline_ms, "optimized_ms": self.optimized_ms}
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The accepted band: ``low`` always; ``high`` only for an expectation (None: no upper bound)."""
+
+    low: float
+    high: float | None
+    source: str  # "expectation" | "floor"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"low": self.low, "high": self.high, "source": self.source}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    reason: str
+
+
+def gate_for(expected: Expected | None, min_speedup: float) -> Gate:
+    """``[E/(1+m), E*(1+m)]`` from an expectation (symmetric in log space, so the low edge stays positive for any
+    margin), else ``[min_speedup, inf)`` from the case's floor."""
+    if expected is None:
+        if not min_speedup > 0:
+            raise ValueError(f"min_speedup must be positive, got {min_speedup}")
+        return Gate(low=min_speedup, high=None, source="floor")
+    return Gate(low=expected.speedup / (1 + expected.noise_margin),
+                high=expected.speedup * (1 + expected.noise_margin), source="expectation")
+
+
+def is_decisive(est: SpeedupEstimate, gate: Gate) -> bool:
+    """The sampling stopping rule: the interval lies wholly on one side of the gate's low edge."""
+    return est.lo >= gate.low or est.hi < gate.low
+
+
+def _pct(fraction: float) -> str:
+    return f"{100 * fraction:.3g}%"
+
+
+def _describe_gate(gate: Gate, expected: Expected | None, hardware: str, unit: str) -> str:
+    if gate.source != "expectation" or gate.high is None:
+        return f"the floor {gate.low:.2f}{unit}"
+    band = f"the {hardware} band {gate.low:.2f}{unit}..{gate.high:.2f}{unit}"
+    if expected is None:
+        return band
+    return f"{band} (recorded {expected.speedup:.2f}{unit} +-{_pct(expected.noise_margin)})"
+
+
+def _floor_note(gate: Gate, hardware: str, unit: str, baseline_ms: float, optimized_ms: float) -> str:
+    return (f"no expectation recorded for {hardware}; gated by min_speedup {gate.low:.2f}{unit} "
+            f"(baseline {format_ms(baseline_ms)} ms, optimized {format_ms(optimized_ms)} ms)")
+
+
+def _arm_change(label: str, current: float, recorded: float, margin: float) -> tuple[bool, str]:
+    """Whether one arm moved beyond the margin, and the clause that says so."""
+    change = current / recorded - 1
+    detail = f"({format_ms(current)} ms vs recorded {format_ms(recorded)} ms, {100 * change:+.0f}%)"
+    if abs(change) <= margin:
+        return False, f"{label} is unchanged {detail}"
+    return True, f"{label} got {'slower' if change > 0 else 'faster'} {detail}"
+
+
+def blame(expected: Expected, baseline_ms: float, optimized_ms: float) -> str:
+    """Which half of the ratio moved since the recording: each arm against its recorded median.
+
+    A change counts when it exceeds the expectation's noise margin; arms first that moved, then the rest.
+    """
+    arms = [(name, current, recorded)
+            for name, current, recorded in (("the optimized arm", optimized_ms, expected.optimized_ms),
+                                            ("the baseline", baseline_ms, expected.baseline_ms))
+            if recorded is not None]
+    if not arms:
+        return "the expectation records no arm times, so the half that moved cannot be named"
+    changes = [_arm_change(name, current, recorded, expected.noise_margin) for name, current, recorded in arms]
+    moved = [clause for did_move, clause in changes if did_move]
+    still = [clause for did_move, clause in changes if not did_move]
+    if not moved:
+        return (f"neither arm moved beyond the +-{_pct(expected.noise_margin)} margin, the ratio did: "
+                + "; ".join(still))
+    return "; ".join([" and ".join(moved), *still])
+
+
+def judge(est: SpeedupEstimate, gate: Gate, *, expected: Expected | None, baseline_ms: float,
+          optimized_ms: float, throttle: Sequence[str] = (), hardware: str = "this hardware",
+          unit: str = "x") -> Verdict:
+    """Decide the outcome from the interval's position against the gate, with one actionable line."""
+    measured = f"speedup {est.speedup:.2f}{unit} [{est.lo:.2f}, {est.hi:.2f}]"
+    target = _describe_gate(gate, expected, hardware, unit)
+    if gate.source == "expectation":
+        edge = f"the low edge {gate.low:.2f}{unit} of {target}"
+        tail = ""
+        detail = blame(expected, baseline_ms, optimized_ms) if expected else "the expectation records no arm times"
+    else:
+        edge = target
+        tail = "; " + _floor_note(gate, hardware, unit, baseline_ms, optimized_ms)
+        detail = tail[2:]
+
+    if est.hi < gate.low:
+        if throttle:
+            return Verdict(Outcome.INCONCLUSIVE, (
+                f"throttled: {', '.join(throttle)}; {measured} is below {target}, but a throttled GPU cannot "
+                f"show a regression; rerun with the GPU idle and cool{tail}"))
+        return Verdict(Outcome.REGRESSED, f"{measured} is below {target}: {detail}")
+
+    if est.lo >= gate.low:
+        if expected is not None and gate.high is not None and est.lo > gate.high:
+            return Verdict(Outcome.IMPROVED, (
+                f"{measured} is above {target}: {detail}; "
+                "if the gain is intended, record it with --update-expectations"))
+        return Verdict(Outcome.PASS, f"{measured} clears {edge}{tail}")
+
+    return Verdict(Outcome.INCONCLUSIVE, (
+        f"{measured} straddles {edge}: the interval straddles the gate; "
+        f"noise - rerun with a larger budget or on a quieter GPU{tail}"))
