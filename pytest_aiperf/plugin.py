@@ -91,8 +91,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         param = getattr(getattr(item, "callspec", None), "params", {}).get("pair")
         if isinstance(param, CaseParam) and item.get_closest_marker("perf_pair"):
             item.add_marker(pytest.mark.perf)
-            chapter = _chapter(item)
-            session.known.setdefault(chapter, set()).add(param.id)
+            if not item.get_closest_marker("perf_pair").kwargs.get("chapter"):
+                session.known.setdefault(_chapter(item), set()).add(param.id)
 
 
 class Aiperf:

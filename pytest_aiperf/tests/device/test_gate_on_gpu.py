@@ -88,9 +88,19 @@ def test_a_planted_15_percent_slowdown_is_regressed(pair, repeat, aiperf):
 
 
 @pytest.mark.perf_pair(SIDE)
-def test_work_on_an_unjoined_side_stream_fails_the_cross_check(pair, aiperf):
-    with pytest.raises(MeasurementError, match="escaped the current stream"):
+def test_work_on_an_unjoined_side_stream_is_never_timed_as_free(pair, aiperf, request):
+    """Either the cross-check catches the escaped work, or the events saw it and the arm is timed with it.
+
+    Seen on an H100 (torch 2.11): the end event on the default stream also covered the side stream's GEMM
+    (0.377 ms against 0.313 ms for the joined arm), so the cheat gained nothing and was judged REGRESSED.
+    """
+    from pytest_aiperf.plugin import RECORD
+
+    with pytest.raises((MeasurementError, pytest.fail.Exception)) as failure:
         aiperf.run(pair)
+    if failure.type is not MeasurementError:
+        rec = request.node.stash[RECORD]
+        assert rec["optimized"]["median_ms"] >= 0.9 * rec["baseline"]["median_ms"], rec["reason"]
 
 
 @pytest.mark.perf_pair(NOP)
@@ -99,7 +109,7 @@ def test_a_nop_kernel_returns_poison_and_fails_correctness(pair, aiperf):
         aiperf.run(pair)
 
 
-def test_event_timing_agrees_with_triton_do_bench_within_5_percent(record_property):
+def test_event_timing_agrees_with_triton_do_bench_within_5_percent(request):
     from triton.testing import do_bench
 
     a, b = tensor_core_bf16.inputs((4096, 4096, 4096), "fp32", 0, "cuda")
@@ -113,6 +123,5 @@ def test_event_timing_agrees_with_triton_do_bench_within_5_percent(record_proper
         ours.append(events.time_call(fn, (a, b))[0])
     ours_ms = sorted(ours)[len(ours) // 2]
     theirs_ms = do_bench(lambda: fn(a, b), warmup=100, rep=500, return_mode="median")
-    record_property("aiperf_ms", ours_ms)
-    record_property("do_bench_ms", theirs_ms)
+    request.node.user_properties.extend([("aiperf_ms", ours_ms), ("do_bench_ms", theirs_ms)])
     assert ours_ms >= 0.05 and abs(ours_ms / theirs_ms - 1) <= 0.05, f"aiperf {ours_ms:.4f} ms, do_bench {theirs_ms:.4f} ms"

@@ -305,3 +305,13 @@ def test_git_commit_reports_the_short_hash_and_dirtiness(tmp_path: Path, monkeyp
     assert git_commit(tmp_path) == (head, False)
     (tmp_path / "a.txt").write_text("b\n")
     assert git_commit(tmp_path) == (head, True)
+
+
+def test_recording_again_widens_the_margin_to_the_drift_between_recordings():
+    from pytest_aiperf.expectations import widen_for_drift
+
+    widened = widen_for_drift({"speedup": 8.35, "noise_margin": 0.03}, {"speedup": 7.72, "noise_margin": 0.03})
+    assert widened["noise_margin"] == pytest.approx(abs(7.72 / 8.35 - 1))
+    assert widened["margin_basis"] == "drift between recordings (8.35x -> 7.72x)"
+    kept = widen_for_drift({"speedup": 8.35, "noise_margin": 0.03}, {"speedup": 8.40, "noise_margin": 0.03})
+    assert (kept["noise_margin"], kept["margin_basis"]) == (0.03, "this recording")
