@@ -232,7 +232,10 @@ def stale(root: Path, hardware: str, known: dict[str, set[str]]) -> list[tuple[s
 
 def git_commit(cwd: Path) -> tuple[str | None, bool | None]:
     """Short HEAD hash and whether the work tree differs from it (untracked files count: they may be
-    measured code); ``(None, None)`` outside a git repository, without commits, or without git."""
+    measured code); ``(None, None)`` outside a git repository, without commits, or without git.
+    A checkout without git metadata (a CI artifact, a copied tree) names its commit in ``AIPERF_COMMIT``."""
+    if os.environ.get("AIPERF_COMMIT"):
+        return os.environ["AIPERF_COMMIT"], None
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True,
                               text=True, timeout=30, check=False)

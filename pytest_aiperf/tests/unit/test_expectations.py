@@ -315,3 +315,10 @@ def test_recording_again_widens_the_margin_to_the_drift_between_recordings():
     assert widened["margin_basis"] == "drift between recordings (8.35x -> 7.72x)"
     kept = widen_for_drift({"speedup": 8.35, "noise_margin": 0.03}, {"speedup": 8.40, "noise_margin": 0.03})
     assert (kept["noise_margin"], kept["margin_basis"]) == (0.03, "this recording")
+
+
+def test_a_checkout_without_git_takes_its_commit_from_aiperf_commit(tmp_path, monkeypatch):
+    from pytest_aiperf.expectations import git_commit
+
+    monkeypatch.setenv("AIPERF_COMMIT", "abc1234")
+    assert git_commit(tmp_path) == ("abc1234", None)
