@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
+import torch
+
 WRONG_ON_CPU = '''
 import pytest
 import torch
@@ -40,6 +43,7 @@ def test_markers_are_registered_for_strict_markers(pytester):
     result.stdout.re_match_lines([r"@pytest.mark.perf_pair\(\*cases, chapter=None\):.*", r"@pytest.mark.perf:.*"])
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour of a machine without a CUDA device")
 def test_without_a_gpu_cases_are_verified_on_cpu_and_timing_is_skipped_with_a_reason(pytester):
     pytester.makepyfile(test_cpu=textwrap.dedent(WRONG_ON_CPU))
     result = pytester.runpytest("-m", "perf", "-rfs", "-p", "no:cacheprovider")
