@@ -165,19 +165,16 @@ class Reporter:
 
     def __init__(self, config: pytest.Config, session: AiperfSession) -> None:
         self.config, self.session = config, session
-        self.workers_down = 0
         self.worker_errors = 0
-        self.exported = True
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         rec = getattr(report, "aiperf", None)
         if rec is not None:
             self.session.collect(rec)
-            self.exported = benchexport.export(self.config, rec) and self.exported
+            benchexport.export(self.config, rec)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        self.workers_down += 1
         self.worker_errors += error is not None
         for chapter, keys in getattr(node, "workeroutput", {}).get("aiperf_known", {}).items():
             self.session.known.setdefault(chapter, set()).update(keys)

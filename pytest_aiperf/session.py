@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_aiperf import checks, expectations, machine, measure, record
-from pytest_aiperf.cases import CaseParam, chapter_of
+from pytest_aiperf.cases import CaseParam
 from pytest_aiperf.stats import SpeedupEstimate, arm_stats, noise_margin, side_stream_suspect, speedup_ci
 from pytest_aiperf.verdict import Expected, Outcome, gate_for, judge
 
@@ -120,11 +120,9 @@ class AiperfSession:
 
     # ------------------------------------------------------------------ worker side: one case through the stages
 
-    def run(self, param: CaseParam, *, nodeid: str, module: str, func: str,
-            chapter: str | None = None) -> dict[str, Any]:
+    def run(self, param: CaseParam, *, nodeid: str, module: str, func: str, chapter: str) -> dict[str, Any]:
         __tracebackhide__ = True
         case = param.case
-        chapter = chapter or chapter_of(module)
         backend = self.backend()
         device = backend.device if backend is not None else "cpu"
         if case.needs_cuda and device != "cuda":
