@@ -153,6 +153,7 @@ def junit_properties(record: dict[str, Any]) -> list[tuple[str, object]]:
         ("aiperf.ci_lo", ci[0]),
         ("aiperf.ci_hi", ci[1]),
         ("aiperf.verdict", record.get("verdict")),
+        ("aiperf.reason", record.get("reason")),
         ("aiperf.expected", (record.get("expected") or {}).get("speedup")),
         ("aiperf.hardware", record.get("hardware")),
         ("aiperf.baseline_ms", (record.get("baseline") or {}).get("median_ms")),

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = 1
-MODES = ("all", "new")
+MODES = ("all", "new", "add")
+MAX_RECORDINGS = 8
 
 
 class ExpectationsError(Exception):
@@ -74,6 +75,11 @@ def _read(path: Path, hardware: str | None, chapter: str | None) -> dict[str, An
         if not (_is_number(margin) and margin >= 0):
             raise ExpectationsError(path, f"entry {key!r} has noise_margin {margin!r}, "
                                           "expected a non-negative number")
+        pooled = entry.get("recordings", [])
+        if not isinstance(pooled, list) or not all(isinstance(r, dict) and _is_number(r.get("speedup"))
+                                                   and r["speedup"] > 0 for r in pooled):
+            raise ExpectationsError(path, f"entry {key!r} has recordings that are not a list of objects "
+                                          "with a positive speedup")
     return doc
 
 
@@ -122,23 +128,67 @@ def entry_from_record(record: dict, *, date: str, commit: str | None, dirty: boo
         raise ValueError(f"{record.get('key')}: cannot record speedup={speedup!r}, noise_margin={margin!r}; "
                          "an expectation needs a positive speedup and a non-negative noise margin")
     ci = record.get("ci")
+    provenance = {**(record.get("provenance") or {}), "date": date, "commit": commit, "dirty": dirty}
     return {
         "speedup": speedup,
         "ci": None if ci is None else list(ci),
         "noise_margin": margin,
+        "margin_basis": "this recording",
         "goal": record.get("goal"),
         "rounds": record.get("rounds"),
         "baseline": _arm_entry(record["baseline"]),
         "optimized": _arm_entry(record["optimized"]),
-        "provenance": {**(record.get("provenance") or {}), "date": date, "commit": commit, "dirty": dirty},
+        "provenance": provenance,
+        "recordings": [_recording(speedup, margin, record["baseline"]["median_ms"],
+                                  record["optimized"]["median_ms"], provenance)],
     }
+
+
+def _recording(speedup: float, margin: float, base_ms: float, opt_ms: float, provenance: dict) -> dict:
+    return {"speedup": speedup, "noise_margin": margin, "baseline_ms": base_ms, "optimized_ms": opt_ms,
+            "date": provenance.get("date"), "commit": provenance.get("commit"),
+            "gpu_uuid": provenance.get("gpu_uuid"), "host_cpus": provenance.get("host_cpus")}
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def pool(old: dict, new: dict) -> dict:
+    """Pool a new recording with an entry's earlier ones (the latest ``MAX_RECORDINGS``).
+
+    One recording sees only its own process's noise; a speedup also moves between processes and between GPUs
+    of the same model (allocation, host CPU, the card itself). Pooled, the expected speedup is the median of
+    the recordings, and the margin is at least as wide as their spread (the band then holds every recording)
+    and at least the median of their in-run noise margins. ``margin_basis`` says which bound set it.
+    """
+    earlier = old.get("recordings") or [_recording(old["speedup"], old["noise_margin"],
+                                                   (old.get("baseline") or {}).get("median_ms"),
+                                                   (old.get("optimized") or {}).get("median_ms"),
+                                                   old.get("provenance") or {})]
+    recordings = [*earlier, *new["recordings"]][-MAX_RECORDINGS:]
+    speedup = _median([r["speedup"] for r in recordings])
+    spread = max(max(r["speedup"] / speedup, speedup / r["speedup"]) - 1 for r in recordings)
+    noise = _median([r["noise_margin"] for r in recordings if _is_number(r.get("noise_margin"))] or [0.0])
+    count = len(recordings)
+    basis = (f"spread of {count} recordings" if spread > noise else f"median in-run noise of {count} recordings")
+
+    def arm(name: str) -> dict:
+        values = [r[f"{name}_ms"] for r in recordings if _is_number(r.get(f"{name}_ms"))]
+        return {**new[name], "median_ms": _median(values) if values else new[name]["median_ms"]}
+
+    return {**new, "speedup": speedup, "noise_margin": max(spread, noise), "margin_basis": basis,
+            "baseline": arm("baseline"), "optimized": arm("optimized"), "recordings": recordings}
 
 
 @dataclass(frozen=True)
 class Change:
-    """What an update did to one entry. ``status``: "new", "updated", "kept" (mode "new" and already
-    recorded: ``old`` is the recorded speedup, ``new`` the measured one, nothing written) or "error" (the
-    file is corrupt and was not written). ``old``/``new`` are speedups."""
+    """What an update did to one entry. ``status``: "new", "updated", "pooled (N)" (mode "add": N recordings
+    now make the entry, ``new`` is their median), "kept" (mode "new" and already recorded: ``old`` is the
+    recorded speedup, ``new`` the measured one, nothing written) or "error" (the file is corrupt and was not
+    written). ``old``/``new`` are speedups."""
 
     hardware: str
     chapter: str
@@ -167,24 +217,10 @@ def dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, sort_keys=True, indent=2, allow_nan=False) + "\n"
 
 
-def widen_for_drift(old: dict, new: dict) -> dict:
-    """Re-recording a case keeps a margin that covers the drift seen between the two recordings.
-
-    One recording sees only its own process's noise; the speedup can move more between processes on the same GPU
-    (power and thermal state, allocation placement). When a case is recorded again, its margin becomes at least
-    the relative change of the speedup between the recordings, and ``margin_basis`` says which bound it is.
-    """
-    drift = abs(new["speedup"] / old["speedup"] - 1)
-    if drift <= new["noise_margin"]:
-        return {**new, "margin_basis": "this recording"}
-    return {**new, "noise_margin": drift,
-            "margin_basis": f"drift between recordings ({old['speedup']:.4g}x -> {new['speedup']:.4g}x)"}
-
-
 def apply_updates(root: Path, records: list[dict], *, mode: str, date: str, commit: str | None,
                   dirty: bool | None) -> list[Change]:
     """Record measured cases into their files: mode "all" (re)records every record, mode "new" only cases
-    the file lacks. Each file is re-read, merged (other entries untouched) and replaced atomically; a file
+    the file lacks, mode "add" pools each record with the entry's earlier recordings (see ``pool``). Each file is re-read, merged (other entries untouched) and replaced atomically; a file
     that cannot be read is never written and its records come back with status "error". For one case
     measured twice, the last record wins. Every record is validated before any file is touched."""
     if mode not in MODES:
@@ -209,10 +245,12 @@ def apply_updates(root: Path, records: list[dict], *, mode: str, date: str, comm
             if old is not None and mode == "new":
                 changes.append(Change(hardware, chapter, key, "kept", old, entry["speedup"]))
                 continue
-            if old is not None:
-                entry = widen_for_drift(existing[key], entry)
+            status = "new" if old is None else "updated"
+            if old is not None and mode == "add":
+                entry = pool(existing[key], entry)
+                status = f"pooled ({len(entry['recordings'])})"
             merged[key] = entry
-            changes.append(Change(hardware, chapter, key, "new" if old is None else "updated", old, entry["speedup"]))
+            changes.append(Change(hardware, chapter, key, status, old, entry["speedup"]))
         if merged != existing:
             _write_atomic(path, dumps({**doc, "format": FORMAT, "hardware": hardware, "chapter": chapter,
                                        "entries": merged}))

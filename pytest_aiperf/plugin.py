@@ -30,9 +30,11 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("aiperf", "performance pairs (pytest-aiperf)")
     group.addoption("--update-expectations", dest="aiperf_update", nargs="?", const="all", default=None,
-                    choices=["all", "new"], metavar="all|new",
+                    choices=["all", "new", "add"], metavar="all|new|add",
                     help="record the measured speedups of the selected cases that pass correctness into "
-                         "expectations/<hardware>/; 'new' records only cases without an entry. Default: off.")
+                         "expectations/<hardware>/: 'all' replaces entries, 'new' records only cases without one, "
+                         "'add' pools this run with the recordings already there (run it in fresh processes, "
+                         "ideally on other machines, so the margin covers their spread). Default: off.")
     group.addoption("--aiperf-hardware", dest="aiperf_hardware", default=None, metavar="KEY",
                     help="expectations key of this machine (default: from the GPU's NVML name, e.g. h100).")
     group.addoption("--aiperf-strict", dest="aiperf_strict", action="store_true",
@@ -42,6 +44,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--aiperf-backend", dest="aiperf_backend", default="auto", choices=["auto", "cuda", "cpu"],
                     help="timing backend: cuda events, or the host clock (cpu). Default: 'auto' (cuda when present, "
                          "else verify correctness only and skip timing).")
+    group.addoption("--aiperf-host-cpus", dest="aiperf_host_cpus", default="fast", choices=["fast", "all"],
+                    help="'fast' (default) keeps the measuring thread on the host CPUs with the lowest kernel-launch "
+                         "latency, measured at start; 'all' leaves the CPU affinity as it is.")
     parser.addini("aiperf_budget", "sampling budget per case in seconds", type="string", default="3.0")
     parser.addini("aiperf_min_margin", "smallest noise margin an expectation may record", type="string", default="0.03")
     parser.addini("aiperf_expectations", "folder of expectation files, relative to the rootdir", default="expectations")
@@ -56,7 +61,8 @@ def pytest_configure(config: pytest.Config) -> None:
                       hardware=config.getoption("aiperf_hardware"), backend=config.getoption("aiperf_backend"),
                       budget_s=config.getoption("aiperf_budget") or float(config.getini("aiperf_budget")),
                       min_margin=float(config.getini("aiperf_min_margin")),
-                      expectations_dir=Path(config.getini("aiperf_expectations")))
+                      expectations_dir=Path(config.getini("aiperf_expectations")),
+                      host_cpus=config.getoption("aiperf_host_cpus"))
     session = AiperfSession(options, Path(config.rootpath),
                             custom_backend=config.hook.pytest_aiperf_backend(config=config))
     config.stash[SESSION] = session
@@ -91,6 +97,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         param = getattr(getattr(item, "callspec", None), "params", {}).get("pair")
         if isinstance(param, CaseParam) and item.get_closest_marker("perf_pair"):
             item.add_marker(pytest.mark.perf)
+            session.kernel_dirs.add(_kernel_dir(item))
             if not item.get_closest_marker("perf_pair").kwargs.get("chapter"):
                 session.known.setdefault(_chapter(item), set()).add(param.id)
 
@@ -190,7 +197,8 @@ class Reporter:
         if not (s.records or s.changes or s.stale):
             return
         terminalreporter.section("aiperf")
-        for block in (report.summary_table(s.records) if s.records else "", report.failures_block(s.records),
+        for block in (report.summary_table(s.records) if s.records else "", report.host_note(s.records),
+                      report.failures_block(s.records),
                       report.floor_note(s.records),
                       report.update_table(s.changes) if s.changes else "", report.stale_block(s.stale, s.hardware)):
             if block:
@@ -201,6 +209,12 @@ def _chapter(item: pytest.Item) -> str:
     """The expectations file of an item: ``perf_pair(..., chapter=...)``, else from the module's path."""
     marker = item.get_closest_marker("perf_pair")
     return (marker.kwargs.get("chapter") if marker else None) or chapter_of(_relpath(item.config, item))
+
+
+def _kernel_dir(item: pytest.Item) -> Path:
+    """``suites/ch07/test_x.py`` -> ``<rootdir>/kernels/ch07``: where the case's CUDA sources live."""
+    parts = Path(_relpath(item.config, item)).parts
+    return item.config.rootpath.joinpath("kernels", *parts[1:-1]) if parts[:1] == ("suites",) else Path(item.path).parent
 
 
 def _relpath(config: pytest.Config, item: pytest.Item) -> str:

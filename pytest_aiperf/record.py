@@ -18,23 +18,28 @@ Keys (``None`` where a value was not measured)::
     speedup        float: median(baseline) / median(optimized) (for the memory goal: peak-memory ratio)
     ci             [lo, hi]: bootstrap confidence interval of the speedup, paired by round
     confidence     0.95
-    rounds         number of interleaved rounds (each round times both arms once)
+    rounds         number of interleaved cycles (each cycle times both arms once at every input placement)
+    placements     number of input placements (device addresses) a cycle runs through
     noise_margin   relative margin measured from this run's block speedups (what a recording stores)
     expected       {"speedup", "noise_margin", "baseline_ms", "optimized_ms"} or None
     gate           {"low", "high", "source": "expectation" | "floor"}
     verdict        "PASS" | "REGRESSED" | "IMPROVED" | "INCONCLUSIVE"
     reason         one line that explains the verdict
-    remeasured     true when an INCONCLUSIVE first measurement was repeated with a larger budget
+    remeasured     None, or {"verdict", "speedup", "ci", "reason"} of a first measurement that was INCONCLUSIVE or
+                   REGRESSED and was therefore repeated at fresh placements with a larger budget (the record is
+                   the repeat's)
     telemetry      {"sm_clock_mhz": [min, max], "mem_clock_mhz": [min, max], "temp_c": [min, max],
                     "power_w": [min, max], "throttle": [reason names seen], "gpu_uuid": str} or None
     ceilings       {"copy_gbps": float, "matmul_tflops": {"fp32": float, "bf16": float}} or None
     correctness    {"seeds": [...], "shapes": [[...]], "err_baseline": float, "err_optimized": float,
                     "bound": float, "rule": str}
-    provenance     {"gpu", "sm_count", "l2_bytes", "driver", "cuda", "torch", "triton", "python"} of the measuring process
+    provenance     {"gpu", "sm_count", "l2_bytes", "driver", "host_cpus", "cuda", "torch", "triton", "python"} of the
+                   measuring process
 
 Arm record::
 
-    samples_ms     [float]: per-call device times, in round order (paired with the other arm's)
+    samples_ms     [float]: device time per call, the mean over one cycle's placements, in cycle order (paired
+                   with the other arm's)
     median_ms      float; q1_ms, q3_ms: quartiles
     wall_median_ms float: synchronized host time per call (the side-stream cross-check)
     energy_mj      float or None: energy per call from the NVML energy counter (back-to-back calls)

@@ -212,6 +212,16 @@ def _delta(old: float | None, new: float | None) -> str:
     return f"{100 * (new / old - 1):+.1f}%"
 
 
+def host_note(records: list[dict[str, Any]]) -> str:
+    """Where the measuring processes ran: the host CPUs they kept to, and their CUDA builds (one line each)."""
+    lines = []
+    for rec in records:
+        for line in ((rec.get("provenance") or {}).get("host_cpus"), rec.get("build")):
+            if line and line not in lines:
+                lines.append(line)
+    return "\n".join(lines)
+
+
 def floor_note(records: list[dict[str, Any]]) -> str:
     """Say which hardware has cases without a recorded expectation, gated only by their min_speedup floor."""
     by_hw: dict[str, int] = {}

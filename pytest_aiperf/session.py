@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_aiperf import checks, expectations, machine, measure, record
+from pytest_aiperf import build, checks, expectations, machine, measure, record
 from pytest_aiperf.cases import CaseParam
 from pytest_aiperf.stats import SpeedupEstimate, arm_stats, noise_margin, side_stream_suspect, speedup_ci
 from pytest_aiperf.verdict import Expected, Outcome, gate_for, judge
 
 REMEASURE_FACTOR = 3.0
+CONFIRMED = (Outcome.INCONCLUSIVE.value, Outcome.REGRESSED.value)
 
 
 class Skip(Exception):
@@ -38,6 +39,7 @@ class Options:
     budget_s: float = 3.0
     min_margin: float = 0.03
     expectations_dir: Path = Path("expectations")
+    host_cpus: str = "fast"
 
 
 @dataclass
@@ -49,12 +51,14 @@ class AiperfSession:
     known: dict[str, set[str]] = field(default_factory=dict)
     changes: list[Any] = field(default_factory=list)
     stale: list[tuple[str, str]] = field(default_factory=list)
+    kernel_dirs: set[Path] = field(default_factory=set)
     _backend: Any = None
     _backend_ready: bool = False
     _store: Any = None
     _ceilings: Any = None
     _telemetry: Any = None
     _provenance: Any = None
+    build_note: str | None = None
 
     @functools.cached_property
     def gpus(self) -> list[machine.Gpu]:
@@ -108,11 +112,30 @@ class AiperfSession:
         uuid = str(getattr(props, "uuid", "") or "")
         uuid = uuid if not uuid or uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
         self._telemetry = machine.Telemetry.open(uuid or None)
+        pin = measure.pin_host(self._backend) if self.options.host_cpus == "fast" else None
         self._ceilings = measure.measure_ceilings(self._backend)
         static = machine.static_info()
         self._provenance = {"gpu": props.name, "gpu_uuid": uuid, "sm_count": props.multi_processor_count,
                             "l2_bytes": self._backend.l2_bytes, "driver": static.get("driver"),
-                            **machine.software_versions()}
+                            "host_cpus": pin.describe() if pin else "not pinned", **machine.software_versions()}
+        self.build_note = self._prebuild()
+
+    def _prebuild(self) -> str | None:
+        """Build every CUDA source of the collected chapters at once, in parallel, before the first case; a
+        source that fails here fails only the cases that use it, when they load it."""
+        sources = sorted({cu for folder in self.kernel_dirs for cu in folder.glob("**/*.cu")})
+        if not sources:
+            return None
+        import time
+
+        start = time.perf_counter()
+        try:
+            results = build.build_all(sources, include_dirs=[self.rootdir / "kernels"])
+        except build.BuildError as exc:
+            return f"CUDA build not run: {exc}"
+        failed = sum(isinstance(r, BaseException) for r in results.values())
+        return (f"CUDA build: {len(sources)} sources in {time.perf_counter() - start:.1f} s"
+                f"{f', {failed} failed' if failed else ''}")
 
     def provenance(self) -> dict[str, Any]:
         return self._provenance or {"gpu": None, "sm_count": None, "l2_bytes": None, "driver": None,
@@ -141,14 +164,20 @@ class AiperfSession:
         budget = case.budget_s or self.options.budget_s
         updating = self.options.update is not None
         cold = case.cache == "cold"
-        samples = measure.sample_pair(backend, case.baseline, case.optimized, inputs, cold=cold, budget_s=budget,
-                                      gate=None if updating else gate, telemetry=self._telemetry)
+        samples = measure.sample_pair(backend, case.baseline, case.optimized, measure.placements(inputs, seed=seed),
+                                      cold=cold, budget_s=budget, gate=None if updating else gate,
+                                      telemetry=self._telemetry)
         rec = self._record(param, chapter, nodeid, module, func, backend, samples, expected, gate, report)
-        if rec["verdict"] == Outcome.INCONCLUSIVE.value and not updating and case.goal != "memory":
-            samples = measure.sample_pair(backend, case.baseline, case.optimized, inputs, cold=cold,
+        if rec["verdict"] in CONFIRMED and not updating and case.goal != "memory":
+            first = {k: rec[k] for k in ("verdict", "speedup", "ci", "reason")}
+            fresh = measure.placements(inputs, seed=seed + 1)
+            samples = measure.sample_pair(backend, case.baseline, case.optimized, fresh, cold=cold,
                                           budget_s=budget * REMEASURE_FACTOR, gate=gate, telemetry=self._telemetry)
+            del fresh
             rec = self._record(param, chapter, nodeid, module, func, backend, samples, expected, gate, report)
-            rec["remeasured"] = True
+            rec["remeasured"] = first
+            rec["reason"] += (f" (first measurement {first['verdict']} at {first['speedup']:.3g}x "
+                              f"[{first['ci'][0]:.3g}, {first['ci'][1]:.3g}]; measured again at fresh placements)")
         for arm, fn in (("baseline", case.baseline), ("optimized", case.optimized)):
             rec[arm]["energy_mj"] = measure.energy_per_call(backend, fn, inputs, self._telemetry)
             if case.goal == "memory":
@@ -190,7 +219,8 @@ class AiperfSession:
                                                        "noise_margin": expected.noise_margin,
                                                        "baseline_ms": expected.baseline_ms,
                                                        "optimized_ms": expected.optimized_ms},
-            "gate": gate.to_json(), "verdict": verdict.outcome.value, "reason": verdict.reason, "remeasured": False,
+            "gate": gate.to_json(), "verdict": verdict.outcome.value, "reason": verdict.reason, "remeasured": None,
+            "placements": samples.placements, "build": self.build_note,
             "telemetry": tele, "ceilings": self._ceilings, "correctness": report.to_json(),
             "provenance": self.provenance(), "warmup_calls": samples.warmup_calls,
         }

@@ -80,3 +80,48 @@ def test_equal_arms_against_a_floor_of_one_are_inconclusive_and_fail_only_when_s
     strict = chapter.runpytest("--aiperf-budget=0.2", "--aiperf-strict", "-p", "no:cacheprovider")
     strict.assert_outcomes(failed=1)
     strict.stdout.re_match_lines([r".*INCONCLUSIVE: speedup \d\.\d+x \[.*straddles.*"])
+
+
+TRANSIENT_DEVICE = """
+import time
+
+class TransientDevice:
+    \"\"\"Baseline 3 ms; the optimized arm takes 2.5 ms for its first 25 timed calls, then 0.5 ms.\"\"\"
+    name, device, hardware, l2_bytes = "scripted", "cpu", "scripted", 0
+
+    def __init__(self):
+        self.optimized_calls = 0
+
+    def flush(self):
+        pass
+
+    def sync(self):
+        pass
+
+    def time_call(self, fn, args):
+        fn(*args)
+        time.sleep(0.0002)
+        if fn.__name__ != "optimized_double":
+            return 3.0, 3.0
+        self.optimized_calls += 1
+        ms = 2.5 if self.optimized_calls <= 25 else 0.5
+        return ms, ms
+
+    def peak_bytes(self, fn, args):
+        return None
+
+def pytest_aiperf_backend(config):
+    return TransientDevice()
+"""
+
+
+def test_a_regression_that_does_not_reproduce_at_fresh_placements_passes_and_says_so(chapter, monkeypatch):
+    chapter.makeconftest(TRANSIENT_DEVICE)
+    monkeypatch.setenv("AIPERF_TOY_BASE_MS", "0")
+    monkeypatch.setenv("AIPERF_TOY_OPT_MS", "0")
+    junit = chapter.path / "junit.xml"
+    result = chapter.runpytest("--aiperf-budget=0.3", "-p", "no:cacheprovider", f"--junitxml={junit}")
+    result.assert_outcomes(passed=1)
+    result.stdout.re_match_lines([r".*double-fp32-1024 .*6\.00x.*PASS\*.*"])
+    reason = junit.read_text()
+    assert "first measurement REGRESSED at 1.2x" in reason and "measured again at fresh placements" in reason, reason

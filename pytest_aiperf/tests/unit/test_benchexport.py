@@ -170,14 +170,14 @@ def test_a_changed_metadata_signature_disables_the_export(monkeypatch: pytest.Mo
 def test_junit_properties_are_small_scalars() -> None:
     assert benchexport.junit_properties(make_record()) == [
         ("aiperf.speedup", 3.142857), ("aiperf.ci_lo", 2.9), ("aiperf.ci_hi", 3.4), ("aiperf.verdict", "PASS"),
-        ("aiperf.expected", 3.1), ("aiperf.hardware", "h100"), ("aiperf.baseline_ms", 2.2),
+        ("aiperf.reason", "speedup 3.14x [2.90, 3.40] is within the h100 band 2.98x..3.22x"), ("aiperf.expected", 3.1), ("aiperf.hardware", "h100"), ("aiperf.baseline_ms", 2.2),
         ("aiperf.optimized_ms", 0.7),
     ]
 
 
 def test_junit_properties_leave_out_what_was_not_measured() -> None:
     names = [name for name, _ in benchexport.junit_properties(make_record(expected=None, ci=None))]
-    assert names == ["aiperf.speedup", "aiperf.verdict", "aiperf.hardware", "aiperf.baseline_ms",
+    assert names == ["aiperf.speedup", "aiperf.verdict", "aiperf.reason", "aiperf.hardware", "aiperf.baseline_ms",
                      "aiperf.optimized_ms"]
 
 

@@ -83,6 +83,10 @@ def test_entry_from_record_keeps_numbers_as_measured() -> None:
         "baseline": {"median_ms": 1.03, "samples": 4, "energy_mj": 310.2},
         "optimized": {"median_ms": 0.319, "samples": 4, "energy_mj": None},
         "provenance": {**PROVENANCE, "date": DATE, "commit": "abc1234", "dirty": True},
+        "margin_basis": "this recording",
+        "recordings": [{"speedup": 3.2123456789012345, "noise_margin": 0.04, "baseline_ms": 1.03,
+                        "optimized_ms": 0.319, "date": DATE, "commit": "abc1234", "gpu_uuid": None,
+                        "host_cpus": None}],
     }
 
 
@@ -307,14 +311,62 @@ def test_git_commit_reports_the_short_hash_and_dirtiness(tmp_path: Path, monkeyp
     assert git_commit(tmp_path) == (head, True)
 
 
-def test_recording_again_widens_the_margin_to_the_drift_between_recordings():
-    from pytest_aiperf.expectations import widen_for_drift
+def test_mode_all_replaces_the_pooled_recordings_with_this_one(tmp_path: Path) -> None:
+    update(tmp_path, [make_record(speedup=8.35)])
+    update(tmp_path, [make_record(speedup=7.72)], mode="add")
+    update(tmp_path, [make_record(speedup=9.0)], mode="all")
+    entry = load(tmp_path / "h100" / "ch01_performance_basics.json")[make_record()["key"]]
+    assert [r["speedup"] for r in entry["recordings"]] == [9.0]
+    assert (entry["speedup"], entry["margin_basis"]) == (9.0, "this recording")
 
-    widened = widen_for_drift({"speedup": 8.35, "noise_margin": 0.03}, {"speedup": 7.72, "noise_margin": 0.03})
-    assert widened["noise_margin"] == pytest.approx(abs(7.72 / 8.35 - 1))
-    assert widened["margin_basis"] == "drift between recordings (8.35x -> 7.72x)"
-    kept = widen_for_drift({"speedup": 8.35, "noise_margin": 0.03}, {"speedup": 8.40, "noise_margin": 0.03})
-    assert (kept["noise_margin"], kept["margin_basis"]) == (0.03, "this recording")
+
+def test_mode_add_pools_recordings_median_speedup_and_a_band_that_holds_them_all(tmp_path: Path) -> None:
+    for speedup in (8.0, 8.8, 7.6):
+        changes = update(tmp_path, [make_record(speedup=speedup, noise_margin=0.03)], mode="add")
+    entry = load(tmp_path / "h100" / "ch01_performance_basics.json")[make_record()["key"]]
+    assert [r["speedup"] for r in entry["recordings"]] == [8.0, 8.8, 7.6]
+    assert entry["speedup"] == 8.0
+    assert entry["noise_margin"] == pytest.approx(0.1)  # 8.8 / 8.0 - 1 beats 8.0 / 7.6 - 1 = 0.0526
+    assert entry["margin_basis"] == "spread of 3 recordings"
+    assert [(c.status, c.old, c.new) for c in changes] == [("pooled (3)", 8.4, 8.0)]  # 8.4: median of 8.0, 8.8
+
+
+def test_pooled_recordings_that_agree_keep_their_median_in_run_noise(tmp_path: Path) -> None:
+    for speedup, margin in ((8.0, 0.05), (8.1, 0.07), (7.95, 0.04)):
+        update(tmp_path, [make_record(speedup=speedup, noise_margin=margin)], mode="add")
+    entry = load(tmp_path / "h100" / "ch01_performance_basics.json")[make_record()["key"]]
+    assert (entry["noise_margin"], entry["margin_basis"]) == (0.05, "median in-run noise of 3 recordings")
+
+
+def test_pooling_keeps_only_the_latest_recordings(tmp_path: Path) -> None:
+    from pytest_aiperf.expectations import MAX_RECORDINGS
+
+    for i in range(MAX_RECORDINGS + 3):
+        update(tmp_path, [make_record(speedup=2.0 + i / 100)], mode="add")
+    entry = load(tmp_path / "h100" / "ch01_performance_basics.json")[make_record()["key"]]
+    assert [r["speedup"] for r in entry["recordings"]] == [2.0 + i / 100 for i in range(3, MAX_RECORDINGS + 3)]
+
+
+def test_pooling_an_entry_written_without_recordings_counts_it_as_one(tmp_path: Path) -> None:
+    from pytest_aiperf.expectations import pool
+
+    old = {"speedup": 4.0, "noise_margin": 0.02, "baseline": {"median_ms": 4.0}, "optimized": {"median_ms": 1.0},
+           "provenance": {"date": "d", "commit": "c"}}
+    new = {"speedup": 5.0, "noise_margin": 0.02, "baseline": {"median_ms": 5.0, "samples": 9},
+           "optimized": {"median_ms": 1.0, "samples": 9},
+           "recordings": [{"speedup": 5.0, "noise_margin": 0.02, "baseline_ms": 5.0, "optimized_ms": 1.0}]}
+    pooled = pool(old, new)
+    assert pooled["speedup"] == 4.5 and pooled["noise_margin"] == pytest.approx(4.5 / 4.0 - 1)
+    assert pooled["baseline"] == {"median_ms": 4.5, "samples": 9}
+
+
+def test_recordings_that_are_not_a_list_of_speedups_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "h100" / "ch01_x.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"format": 1, "entries": {"a-fp32-1": {"speedup": 2.0, "noise_margin": 0.1,
+                                                                        "recordings": [{"speedup": "fast"}]}}}))
+    with pytest.raises(ExpectationsError, match="entry 'a-fp32-1' has recordings that are not a list"):
+        load(path)
 
 
 def test_a_checkout_without_git_takes_its_commit_from_aiperf_commit(tmp_path, monkeypatch):

@@ -1,0 +1,77 @@
+"""Sampling over input placements and host-CPU pinning, on a scripted clock (no GPU, no real timing)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Sequence
+
+import pytest
+
+from pytest_aiperf import measure
+from pytest_aiperf.verdict import Gate
+
+
+class ScriptedClock:
+    """A backend whose 'time' for a call is the number the variant returns."""
+
+    name, device, l2_bytes = "scripted", "cpu", 0
+
+    def __init__(self, latency_by_cpu: dict[int, float] | None = None) -> None:
+        self.latency_by_cpu = latency_by_cpu or {}
+
+    def flush(self) -> None:
+        return None
+
+    def sync(self) -> None:
+        return None
+
+    def time_call(self, fn: Callable[..., Any], args: Sequence[Any]) -> tuple[float, float]:
+        value = fn(*args)
+        return value, value
+
+    def launch_latency_us(self) -> float:
+        (cpu,) = os.sched_getaffinity(0)
+        return self.latency_by_cpu.get(cpu, 50.0)
+
+
+def test_a_sample_is_the_mean_over_one_call_at_every_placement() -> None:
+    decided_at_once = Gate(low=1.5, high=None, source="floor")
+    samples = measure.sample_pair(ScriptedClock(), lambda x: 2.0 * x, lambda x: x, [(1.0,), (3.0,)], cold=True,
+                                  budget_s=30.0, gate=decided_at_once, min_rounds=5)
+    assert samples.placements == 2
+    assert samples.base_ms == [4.0] * 5 and samples.opt_ms == [2.0] * 5
+
+
+def test_placements_are_dropped_when_the_budget_cannot_afford_enough_cycles() -> None:
+    samples = measure.sample_pair(ScriptedClock(), lambda x: 1000.0 * x, lambda x: 500.0 * x, [(1.0,), (1.0,)],
+                                  cold=False, budget_s=0.05, gate=None)
+    assert samples.placements == 1
+
+
+def test_inputs_without_device_tensors_have_one_placement() -> None:
+    import torch
+
+    inputs = (torch.ones(3), 7, "text")
+    assert measure.placements(inputs) == [inputs]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPU affinity and two CPUs")
+def test_pin_host_keeps_the_thread_on_the_cpus_that_launch_fastest() -> None:
+    before = os.sched_getaffinity(0)
+    cpus = sorted(before)
+    slow, fast = cpus[0], cpus[1]
+    try:
+        pin = measure.pin_host(ScriptedClock({slow: 10.4, fast: 7.4}))
+        assert pin is not None and pin.cpus == (fast,)
+        assert os.sched_getaffinity(0) == {fast}
+        assert f"host CPUs {fast} of {len(cpus)} (launch 7.4 us; all CPUs 7.4-" in pin.describe()
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def test_pin_host_does_nothing_for_a_backend_without_launches() -> None:
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    assert measure.pin_host(measure.CpuClock()) is None
+    if before is not None:
+        assert os.sched_getaffinity(0) == before
