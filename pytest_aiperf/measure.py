@@ -247,16 +247,19 @@ class HostPin:
 
     cpus: tuple[int, ...]
     launch_us: dict[int, float]
+    threads: tuple[int, int] | None = None
 
     def describe(self) -> str:
         values = self.launch_us.values()
         best = min(self.launch_us[c] for c in self.cpus)
+        threads = f"; torch threads {self.threads[0]} -> {self.threads[1]}" if self.threads else ""
         return (f"host CPUs {','.join(map(str, self.cpus))} of {len(self.launch_us)} (launch {best:.1f} us; "
-                f"all CPUs {min(values):.1f}-{max(values):.1f} us)")
+                f"all CPUs {min(values):.1f}-{max(values):.1f} us{threads})")
 
 
 def pin_host(backend: Any, *, slack: float = FAST_CPU_SLACK) -> HostPin | None:
-    """Keep the measuring thread on the CPUs whose kernel-launch latency is within ``slack`` of the fastest.
+    """Keep the measuring thread on the CPUs whose kernel-launch latency is within ``slack`` of the fastest, and
+    torch's intra-op pool no larger than that set.
 
     Threads and processes started later inherit the set. Nothing is changed where the backend has no launch
     latency to measure, the platform has no affinity call, or only one CPU is allowed."""
@@ -276,7 +279,19 @@ def pin_host(backend: Any, *, slack: float = FAST_CPU_SLACK) -> HostPin | None:
     best = min(latency.values())
     fast = tuple(cpu for cpu in allowed if latency[cpu] <= best * (1 + slack))
     os.sched_setaffinity(0, fast)
-    return HostPin(fast, latency)
+    return HostPin(fast, latency, _fit_threads(len(fast)))
+
+
+def _fit_threads(cpus: int) -> tuple[int, int] | None:
+    """More torch intra-op threads than CPUs makes spinning OpenMP threads wait on each other: host-side work in
+    a case would be timed at a fraction of its speed. The pool is shrunk to the pinned CPUs (never grown)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if before <= cpus:
+        return None
+    torch.set_num_threads(cpus)
+    return before, cpus
 
 
 def energy_per_call(backend: Any, fn: Callable[..., Any], args: Sequence[Any], telemetry: Any,

@@ -150,6 +150,15 @@ def failures_block(records: list[dict[str, Any]]) -> str:
     return "\n".join(f"{r['key']}: {r.get('reason') or r['verdict']}" for r in failing)
 
 
+def below_floor_block(records: list[dict[str, Any]]) -> str:
+    """Cases measured below their min_speedup floor, whatever the verdict: where an expectation records a loss,
+    the gate holds the loss steady, and this line keeps it from reading as a win."""
+    lines = [f"{r['key']}: {format_ratio(r['speedup'])}x is below its min_speedup floor "
+             f"{format_ratio(r['min_speedup'])}x on {r['hardware']}: the optimization does not deliver its claim here"
+             for r in records if r.get("speedup") and r.get("min_speedup") and r["speedup"] < r["min_speedup"]]
+    return "\n".join(lines)
+
+
 def update_table(changes: Iterable[ChangeLike]) -> str:
     """The expectation entries an update touched, with old and new speedups and the relative change."""
     ordered = sorted(changes, key=lambda c: (c.hardware, c.chapter, c.key))

@@ -284,6 +284,12 @@ def test_stale_lists_unused_entries_of_known_chapters_only(tmp_path: Path) -> No
     assert stale(tmp_path, "h100", known) == [("ch01_a", "also_gone"), ("ch01_a", "gone")]
 
 
+@pytest.fixture(autouse=True)
+def no_commit_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A device run names its commit in AIPERF_COMMIT; these tests read git itself unless they set it."""
+    monkeypatch.delenv("AIPERF_COMMIT", raising=False)
+
+
 def test_git_commit_outside_a_repository_is_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     assert git_commit(tmp_path) == (None, None)

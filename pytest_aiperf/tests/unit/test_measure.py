@@ -58,16 +58,22 @@ def test_inputs_without_device_tensors_have_one_placement() -> None:
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="needs CPU affinity and two CPUs")
 def test_pin_host_keeps_the_thread_on_the_cpus_that_launch_fastest() -> None:
-    before = os.sched_getaffinity(0)
+    import torch
+
+    before, threads = os.sched_getaffinity(0), torch.get_num_threads()
     cpus = sorted(before)
     slow, fast = cpus[0], cpus[1]
     try:
+        torch.set_num_threads(2)
         pin = measure.pin_host(ScriptedClock({slow: 10.4, fast: 7.4}))
         assert pin is not None and pin.cpus == (fast,)
         assert os.sched_getaffinity(0) == {fast}
+        assert torch.get_num_threads() == 1
         assert f"host CPUs {fast} of {len(cpus)} (launch 7.4 us; all CPUs 7.4-" in pin.describe()
+        assert pin.describe().endswith("; torch threads 2 -> 1)")
     finally:
         os.sched_setaffinity(0, before)
+        torch.set_num_threads(threads)
 
 
 def test_pin_host_does_nothing_for_a_backend_without_launches() -> None:

@@ -249,3 +249,12 @@ def test_header_line_for_an_unknown_gpu_says_how_to_override() -> None:
     assert line.startswith(
         "aiperf: hardware nvidia-rtx-9090 (timing: cuda-events), expectations: expectations/nvidia-rtx-9090")
     assert "unknown GPU: expectations keyed by its name slug; override with --aiperf-hardware" in line
+
+
+def test_a_case_below_its_floor_is_named_even_when_its_expectation_passes_it() -> None:
+    loss = make_record(key="l2_blocking-fp32-1024x256000", speedup=0.8, min_speedup=1.1, verdict="PASS")
+    win = make_record(speedup=3.0, min_speedup=1.5)
+    assert report.below_floor_block([win, loss]) == (
+        "l2_blocking-fp32-1024x256000: 0.80x is below its min_speedup floor 1.10x on h100: "
+        "the optimization does not deliver its claim here")
+    assert report.below_floor_block([win]) == ""
