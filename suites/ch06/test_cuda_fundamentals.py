@@ -3,6 +3,7 @@
 - grid_parallelism: SAXPY in one 1024-thread block vs one thread per element over every SM (introductory pair).
 - bank_conflicts: a tiled transpose through a 32-word shared-memory tile row vs one padded to 33 words.
 - instruction_level_parallelism: a sum of squares with one accumulator vs four fed by independent 16-byte loads.
+- warp_shuffle_reduction: per-row sums of squares combined by a shared-memory tree vs by warp shuffles.
 
 Each kernel module's header has the napkin math and the predicted H100 speedup; ``min_speedup`` here is the
 conservative floor, the claim that the technique wins at all on any recent GPU. Every case runs CUDA kernels.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.ch06 import bank_conflicts, grid_parallelism, instruction_level_parallelism
+from kernels.ch06 import bank_conflicts, grid_parallelism, instruction_level_parallelism, warp_shuffle_reduction
 from pytest_aiperf import Case
 
 CASES = [
@@ -29,6 +30,11 @@ CASES = [
          inputs=instruction_level_parallelism.inputs, reference=instruction_level_parallelism.reference,
          work=instruction_level_parallelism.work, needs_cuda=True,
          check_shapes=[(3,), (4099,), (1000003,)], time_shapes=[(124439808,)], dtypes=["fp32"], min_speedup=1.5),
+    Case(name="warp_shuffle_reduction", baseline=warp_shuffle_reduction.baseline_shared_memory_tree,
+         optimized=warp_shuffle_reduction.optimized_warp_shuffles, inputs=warp_shuffle_reduction.inputs,
+         reference=warp_shuffle_reduction.reference, work=warp_shuffle_reduction.work, needs_cuda=True,
+         check_shapes=[(3, 1000), (5, 37), (2, 4099)], time_shapes=[(65536, 1024)], dtypes=["fp32"],
+         min_speedup=1.05),
 ]
 
 
