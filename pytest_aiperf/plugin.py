@@ -45,8 +45,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="timing backend: cuda events, or the host clock (cpu). Default: 'auto' (cuda when present, "
                          "else verify correctness only and skip timing).")
     group.addoption("--aiperf-host-cpus", dest="aiperf_host_cpus", default="fast", choices=["fast", "all"],
-                    help="'fast' (default) keeps the measuring thread on the host CPUs with the lowest kernel-launch "
-                         "latency, measured at start; 'all' leaves the CPU affinity as it is.")
+                    help="'fast' (default) keeps the measuring thread, and torch's intra-op pool, on the faster half of "
+                         "the host CPUs by kernel-launch latency, measured at start; 'all' leaves them as they are.")
     parser.addini("aiperf_budget", "sampling budget per case in seconds", type="string", default="3.0")
     parser.addini("aiperf_min_margin", "smallest noise margin an expectation may record", type="string", default="0.03")
     parser.addini("aiperf_expectations", "folder of expectation files, relative to the rootdir", default="expectations")
