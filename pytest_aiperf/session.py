@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_aiperf import build, checks, expectations, machine, measure, record
+from pytest_aiperf import build, checks, expectations, host, machine, measure, record
 from pytest_aiperf.cases import CaseParam
 from pytest_aiperf.stats import SpeedupEstimate, arm_stats, noise_margin, side_stream_suspect, speedup_ci
 from pytest_aiperf.verdict import Expected, Outcome, gate_for, judge
@@ -112,7 +112,7 @@ class AiperfSession:
         uuid = str(getattr(props, "uuid", "") or "")
         uuid = uuid if not uuid or uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
         self._telemetry = machine.Telemetry.open(uuid or None)
-        pin = measure.pin_host(self._backend) if self.options.host_cpus == "fast" else None
+        pin = host.pin_host(self._backend) if self.options.host_cpus == "fast" else None
         self._ceilings = measure.measure_ceilings(self._backend)
         static = machine.static_info()
         self._provenance = {"gpu": props.name, "gpu_uuid": uuid, "sm_count": props.multi_processor_count,

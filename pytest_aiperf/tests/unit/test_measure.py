@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 
 import pytest
 
-from pytest_aiperf import measure
+from pytest_aiperf import host, measure
 from pytest_aiperf.verdict import Gate
 
 
@@ -65,7 +65,7 @@ def test_pin_host_keeps_the_thread_on_the_cpus_that_launch_fastest() -> None:
     slow, fast = cpus[0], cpus[1]
     try:
         torch.set_num_threads(2)
-        pin = measure.pin_host(ScriptedClock({slow: 10.4, fast: 7.4}))
+        pin = host.pin_host(ScriptedClock({slow: 10.4, fast: 7.4}))
         assert pin is not None and pin.cpus == (fast,)
         assert os.sched_getaffinity(0) == {fast}
         assert torch.get_num_threads() == 1
@@ -78,6 +78,6 @@ def test_pin_host_keeps_the_thread_on_the_cpus_that_launch_fastest() -> None:
 
 def test_pin_host_does_nothing_for_a_backend_without_launches() -> None:
     before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    assert measure.pin_host(measure.CpuClock()) is None
+    assert host.pin_host(measure.CpuClock()) is None
     if before is not None:
         assert os.sched_getaffinity(0) == before
