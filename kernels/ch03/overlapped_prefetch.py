@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kernels import itemsize, normal, seeded
+from kernels import double_buffered, itemsize, normal, seeded
 from pytest_aiperf import Work
 
 PATCH = 16
@@ -66,29 +66,9 @@ def baseline_copy_then_compute(host: torch.Tensor, staging: torch.Tensor, weight
 
 def optimized_overlapped_prefetch(host: torch.Tensor, staging: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                                   copy_stream: Any) -> torch.Tensor:
-    """Pinned batches DMA'd on a side stream into two reused device slots while the compute stream runs the layer.
-
-    Events order the streams: step i is computed only after its copy lands, and a slot is refilled only after
-    the compute that read it. The side stream first waits for earlier work on the compute stream, so no copy
-    starts before the caller's start event, and the compute stream waits on every copy, so the side stream is
-    joined when this returns. The slots come from the caching allocator on the compute stream and are freed only
-    after every copy into them has been waited on there, so reusing their memory later is safe.
-    """
-    compute = torch.cuda.current_stream(weight.device)
-    slots = torch.empty((2, *staging.shape[1:]), dtype=staging.dtype, device=weight.device)
-    copy_stream.wait_stream(compute)
-    released: list[torch.cuda.Event] = []
-    pooled = []
-    for step in range(staging.shape[0]):
-        slot = slots[step % 2]
-        if step >= 2:
-            copy_stream.wait_event(released[step - 2])
-        with torch.cuda.stream(copy_stream):
-            slot.copy_(staging[step], non_blocking=True)
-        compute.wait_event(copy_stream.record_event())
-        pooled.append(_patch_embed_pool(slot, weight, bias))
-        released.append(compute.record_event())
-    return torch.stack(pooled)
+    """Pinned batches DMA'd on a side stream into two reused device slots while the compute stream runs the layer
+    (``kernels.double_buffered`` orders the streams and joins the side stream before returning)."""
+    return double_buffered(staging, copy_stream, lambda slot: _patch_embed_pool(slot, weight, bias))
 
 
 def work(shape: tuple[int, ...], dtype: str) -> Work:

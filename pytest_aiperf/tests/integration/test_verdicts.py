@@ -37,15 +37,19 @@ def test_a_much_faster_optimized_arm_is_improved_and_proposes_an_update(run_toy,
     result.stdout.re_match_lines([r".*ImprovedBeyondExpectation.*--update-expectations.*", r".* IMPROVED .*"])
 
 
-SCRIPTED_DEVICE = """
+def scripted_device(script: str) -> str:
+    """A conftest whose timing backend reports the time ``script(arm, k)`` for the k-th timed call of an arm
+    (``arm`` is the variant's name, k counts from 0), after a short real sleep."""
+    return f"""
 import time
 
+{script}
+
 class ScriptedDevice:
-    \"\"\"Each arm alternates 1.0 and 1.5 ms, out of phase: equal medians, a speedup interval around 1.0.\"\"\"
     name, device, hardware, l2_bytes = "scripted", "cpu", "scripted", 0
 
     def __init__(self):
-        self.calls = {}
+        self.calls = {{}}
 
     def flush(self):
         pass
@@ -55,9 +59,9 @@ class ScriptedDevice:
 
     def time_call(self, fn, args):
         fn(*args)
-        time.sleep(0.0005)
+        time.sleep(0.0002)
         k = self.calls[fn.__name__] = self.calls.get(fn.__name__, -1) + 1
-        ms = 1.0 + 0.5 * ((k + (fn.__name__ == "optimized_double")) % 2)
+        ms = script(fn.__name__, k)
         return ms, ms
 
     def peak_bytes(self, fn, args):
@@ -66,6 +70,13 @@ class ScriptedDevice:
 def pytest_aiperf_backend(config):
     return ScriptedDevice()
 """
+
+
+SCRIPTED_DEVICE = scripted_device("""
+def script(arm, k):
+    # each arm alternates 1.0 and 1.5 ms, out of phase: equal medians, a speedup interval around 1.0
+    return 1.0 + 0.5 * ((k + (arm == "optimized_double")) % 2)
+""")
 
 
 def test_equal_arms_against_a_floor_of_one_are_inconclusive_and_fail_only_when_strict(chapter, monkeypatch):
@@ -82,37 +93,13 @@ def test_equal_arms_against_a_floor_of_one_are_inconclusive_and_fail_only_when_s
     strict.stdout.re_match_lines([r".*INCONCLUSIVE: speedup \d\.\d+x \[.*straddles.*"])
 
 
-TRANSIENT_DEVICE = """
-import time
-
-class TransientDevice:
-    \"\"\"Baseline 3 ms; the optimized arm takes 2.5 ms for its first 25 timed calls, then 0.5 ms.\"\"\"
-    name, device, hardware, l2_bytes = "scripted", "cpu", "scripted", 0
-
-    def __init__(self):
-        self.optimized_calls = 0
-
-    def flush(self):
-        pass
-
-    def sync(self):
-        pass
-
-    def time_call(self, fn, args):
-        fn(*args)
-        time.sleep(0.0002)
-        if fn.__name__ != "optimized_double":
-            return 3.0, 3.0
-        self.optimized_calls += 1
-        ms = 2.5 if self.optimized_calls <= 25 else 0.5
-        return ms, ms
-
-    def peak_bytes(self, fn, args):
-        return None
-
-def pytest_aiperf_backend(config):
-    return TransientDevice()
-"""
+TRANSIENT_DEVICE = scripted_device("""
+def script(arm, k):
+    # baseline 3 ms; the optimized arm takes 2.5 ms for its first 25 timed calls, then 0.5 ms
+    if arm != "optimized_double":
+        return 3.0
+    return 2.5 if k < 25 else 0.5
+""")
 
 
 def test_a_regression_that_does_not_reproduce_at_fresh_placements_passes_and_says_so(chapter, monkeypatch):
