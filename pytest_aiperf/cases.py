@@ -13,6 +13,7 @@ from typing import Any, Callable, Literal, Sequence
 
 Goal = Literal["speed", "memory", "throughput", "latency"]
 CacheMode = Literal["cold", "warm"]
+DispatchMode = Literal["hidden", "timed"]
 Shape = tuple[int, ...]
 
 DTYPES = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8e4m3", "int8", "int32", "int64")
@@ -64,6 +65,8 @@ class Case:
     ``reference`` (default: the baseline on inputs upcast to float64) gives the high-precision answer.
     ``min_speedup`` is the hardware-independent floor: the claim that the technique wins at all,
     used where no expectation is recorded for the hardware.
+    ``host_dispatch="timed"`` is for cases whose lesson is the host's launch path: the events then start before
+    the host dispatches the call, instead of after a hold that hides a call's first ~50 us of dispatch.
     """
 
     name: str
@@ -79,6 +82,7 @@ class Case:
     tolerance: Tolerance | None = None
     reference: Callable[..., Any] | None = None
     cache: CacheMode = "cold"
+    host_dispatch: DispatchMode = "hidden"
     needs_cuda: bool = False
     budget_s: float | None = None
 
@@ -92,6 +96,8 @@ class Case:
             raise ValueError(f"case {self.name}: goal must be one of {GOALS}, got {self.goal!r}")
         if self.cache not in ("cold", "warm"):
             raise ValueError(f"case {self.name}: cache must be 'cold' or 'warm', got {self.cache!r}")
+        if self.host_dispatch not in ("hidden", "timed"):
+            raise ValueError(f"case {self.name}: host_dispatch must be 'hidden' or 'timed', got {self.host_dispatch!r}")
         if not self.time_shapes or not self.check_shapes:
             raise ValueError(f"case {self.name}: needs at least one timing shape and one check shape")
         if self.min_speedup <= 0:

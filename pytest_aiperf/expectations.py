@@ -147,7 +147,8 @@ def entry_from_record(record: dict, *, date: str, commit: str | None, dirty: boo
 def _recording(speedup: float, margin: float, base_ms: float, opt_ms: float, provenance: dict) -> dict:
     return {"speedup": speedup, "noise_margin": margin, "baseline_ms": base_ms, "optimized_ms": opt_ms,
             "date": provenance.get("date"), "commit": provenance.get("commit"),
-            "gpu_uuid": provenance.get("gpu_uuid"), "host_cpus": provenance.get("host_cpus")}
+            "gpu_uuid": provenance.get("gpu_uuid"), "host_cpus": provenance.get("host_cpus"),
+            "host_cpu_model": provenance.get("host_cpu_model")}
 
 
 def _median(values: list[float]) -> float:
@@ -220,9 +221,10 @@ def dumps(doc: dict[str, Any]) -> str:
 def apply_updates(root: Path, records: list[dict], *, mode: str, date: str, commit: str | None,
                   dirty: bool | None) -> list[Change]:
     """Record measured cases into their files: mode "all" (re)records every record, mode "new" only cases
-    the file lacks, mode "add" pools each record with the entry's earlier recordings (see ``pool``). Each file is re-read, merged (other entries untouched) and replaced atomically; a file
-    that cannot be read is never written and its records come back with status "error". For one case
-    measured twice, the last record wins. Every record is validated before any file is touched."""
+    the file lacks, mode "add" pools each record with the entry's earlier recordings (see ``pool``). Each file
+    is re-read, merged (other entries untouched) and replaced atomically; a file that cannot be read is never
+    written and its records come back with status "error". For one case measured twice, the last record wins.
+    Every record is validated before any file is touched."""
     if mode not in MODES:
         raise ValueError(f"update mode must be one of {MODES}, got {mode!r}")
     groups: dict[tuple[str, str], dict[str, dict]] = {}

@@ -12,7 +12,7 @@ def pytest_aiperf_backend(config: pytest.Config) -> Any:
     """Return a timing backend to use instead of CUDA events or the host clock.
 
     A backend has ``name``, ``device`` ("cuda" or "cpu"), ``hardware`` (its expectations key), ``l2_bytes`` and the
-    methods ``flush()``, ``sync()``, ``time_call(fn, args) -> (event_ms, wall_ms)`` and
+    methods ``flush()``, ``sync()``, ``time_call(fn, args, hide_dispatch=True) -> (event_ms, wall_ms)`` and
     ``peak_bytes(fn, args) -> int | None``. Example, in a ``conftest.py``::
 
         def pytest_aiperf_backend(config):

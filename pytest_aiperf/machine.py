@@ -253,6 +253,19 @@ class Telemetry:
         return None if reading is None else float(reading)
 
 
+def host_cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """The host CPU's model name (launch-bound arms run at its speed); None where the system does not say."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        return None
+    return platform.processor() or None
+
+
 def software_versions() -> dict[str, str | None]:
     """Versions of torch, triton, the CUDA runtime torch was built with, and Python; None where missing.
     Importing torch here does not initialize CUDA."""

@@ -2,12 +2,18 @@
 
 Method (one place, reported with every result):
 
-- **Per-call device time.** Before each timed call the device is synchronized (so a launch-bound variant pays its
-  launches, none hidden behind earlier queued work), a start event is recorded on the current stream, the variant
-  runs, an end event is recorded, and the device is synchronized again. Synchronized host wall time of the same
-  call is kept beside the event time: work left on an unjoined side stream shows as events far shorter than wall.
-- **Cold or warm cache.** Cold cases zero a buffer of twice the device's L2 before each call (outside the events);
-  warm cases declare that they live in cache and skip it.
+- **Per-call device time.** Before each timed call the device is synchronized, then held busy for ``HOLD_US`` by a
+  spin kernel while the host records the start event and dispatches the variant, so the events time the device's
+  work from its first kernel, not the host's Python and launch path in front of it (on an H100 VM that path cost
+  15-25 us per call, 10% of a 200 us kernel). Dispatch longer than the hold still shows: a variant that launches
+  many kernels from Python leaves the device idle between them, inside the events. Cases whose lesson is the cost
+  of dispatch itself declare ``host_dispatch="timed"`` and run without the hold. Synchronized host wall time of the
+  same call (less the hold) is kept beside the event time: work left on an unjoined side stream shows as events far
+  shorter than wall.
+- **Cold or warm cache.** Cold cases read a buffer of twice the device's L2 before each call (outside the events),
+  evicting the case's data. A read leaves clean lines, so the timed call does not also pay for writing back a
+  flush's dirty lines (a zeroing flush costs a following HBM-bound kernel ~17 us on an H100: 50 MB at 3 TB/s).
+  Warm cases declare that they live in cache and skip it.
 - **Warm-up** alternates the arms until each ran at least three times, compilation is done, and the medians of
   consecutive windows agree within 5% (clocks steady), within a capped share of the budget.
 - **Interleaving.** Rounds time both arms on the identical inputs, alternating which goes first (A B, B A, ...).
@@ -37,38 +43,59 @@ MAX_ROUNDS = 20000
 WARMUP_SHARE = 0.25
 PLACEMENTS = 8
 PLACEMENT_BYTES = 1 << 30
+HOLD_US = 50.0
 
 
 class CudaEvents:
-    """CUDA events on the current stream, with a 2x L2 flush buffer."""
+    """CUDA events on the current stream, a dispatch hold before each call, and a 2x L2 flush buffer."""
 
     name = "cuda-events"
     device = "cuda"
 
-    def __init__(self) -> None:
+    def __init__(self, hold_us: float = HOLD_US) -> None:
         import torch
 
         self.torch = torch
         props = torch.cuda.get_device_properties(torch.cuda.current_device())
         self.l2_bytes = int(getattr(props, "L2_cache_size", 0) or 50 * 2**20)
-        self.flush_buffer = torch.empty(2 * self.l2_bytes, dtype=torch.uint8, device="cuda")
+        self.flush_buffer = torch.zeros(2 * self.l2_bytes // 4, dtype=torch.float32, device="cuda")
+        self.hold_ms = hold_us / 1e3
+        self.hold_cycles = self._spin_cycles(self.hold_ms)
+
+    def _spin_cycles(self, ms: float) -> int:
+        """Cycles of ``torch.cuda._sleep`` that keep the device busy for about ``ms``, calibrated here."""
+        torch = self.torch
+        probe = 1_000_000
+        torch.cuda._sleep(probe)
+        times = []
+        for _ in range(5):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            torch.cuda._sleep(probe)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        return max(1, int(probe * ms / sorted(times)[2]))
 
     def flush(self) -> None:
-        self.flush_buffer.zero_()
+        self.flush_buffer.sum()
 
     def sync(self) -> None:
         self.torch.cuda.synchronize()
 
-    def time_call(self, fn: Callable[..., Any], args: Sequence[Any]) -> tuple[float, float]:
+    def time_call(self, fn: Callable[..., Any], args: Sequence[Any], hide_dispatch: bool = True) -> tuple[float, float]:
         torch = self.torch
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         torch.cuda.synchronize()
+        held = self.hold_ms if hide_dispatch else 0.0
+        if held:
+            torch.cuda._sleep(self.hold_cycles)
         t0 = time.perf_counter()
         start.record()
         out = fn(*args)
         end.record()
         torch.cuda.synchronize()
-        wall = (time.perf_counter() - t0) * 1e3
+        wall = max(0.0, (time.perf_counter() - t0) * 1e3 - held)
         del out
         return start.elapsed_time(end), wall
 
@@ -113,7 +140,7 @@ class CpuClock:
     def sync(self) -> None:
         return None
 
-    def time_call(self, fn: Callable[..., Any], args: Sequence[Any]) -> tuple[float, float]:
+    def time_call(self, fn: Callable[..., Any], args: Sequence[Any], hide_dispatch: bool = True) -> tuple[float, float]:
         t0 = time.perf_counter()
         out = fn(*args)
         elapsed = (time.perf_counter() - t0) * 1e3
@@ -139,14 +166,16 @@ class Samples:
     seconds: float = 0.0
 
 
-def _timed(backend: Any, fn: Callable[..., Any], args: Sequence[Any], cold: bool) -> tuple[float, float]:
+def _timed(backend: Any, fn: Callable[..., Any], args: Sequence[Any], cold: bool,
+           hide_dispatch: bool) -> tuple[float, float]:
     if cold:
         backend.flush()
-    return backend.time_call(fn, args)
+    return backend.time_call(fn, args, hide_dispatch=hide_dispatch)
 
 
 def warm_up(backend: Any, base: Callable[..., Any], opt: Callable[..., Any], arg_sets: Sequence[Sequence[Any]], *,
-            cold: bool, max_s: float, min_calls: int = 3, window: int = 5) -> tuple[int, float]:
+            cold: bool, max_s: float, hide_dispatch: bool = True, min_calls: int = 3,
+            window: int = 5) -> tuple[int, float]:
     """Alternate the arms (over every placement) until compiled and steady; return the calls made per arm and the
     median time of one baseline call plus one optimized call, in ms."""
     from statistics import median
@@ -158,7 +187,7 @@ def warm_up(backend: Any, base: Callable[..., Any], opt: Callable[..., Any], arg
     while True:
         args = arg_sets[len(times["base"]) % len(arg_sets)]
         for arm, fn in (("base", base), ("opt", opt)):
-            times[arm].append(_timed(backend, fn, args, cold)[0])
+            times[arm].append(_timed(backend, fn, args, cold, hide_dispatch)[0])
         calls = len(times["base"])
         done = calls >= least and time.perf_counter() - start >= max_s
         if done or (calls >= max(least, 2 * window) and all(_steady(t[-2 * window:], window) for t in times.values())):
@@ -173,7 +202,7 @@ def _steady(times: list[float], window: int) -> bool:
 
 
 def sample_pair(backend: Any, base: Callable[..., Any], opt: Callable[..., Any], arg_sets: Sequence[Sequence[Any]],
-                *, cold: bool, budget_s: float, gate: Gate | None, telemetry: Any = None,
+                *, cold: bool, budget_s: float, gate: Gate | None, telemetry: Any = None, hide_dispatch: bool = True,
                 min_rounds: int = MIN_ROUNDS) -> Samples:
     """Warm up, then time interleaved cycles over the input placements until the gate is decided or the budget is
     spent. Fewer placements are used when the budget could not otherwise afford ``min_rounds`` cycles."""
@@ -181,7 +210,8 @@ def sample_pair(backend: Any, base: Callable[..., Any], opt: Callable[..., Any],
     begin = time.perf_counter()
     if telemetry is not None:
         out.telemetry.append(telemetry.sample())
-    out.warmup_calls, pair_ms = warm_up(backend, base, opt, arg_sets, cold=cold, max_s=WARMUP_SHARE * budget_s)
+    out.warmup_calls, pair_ms = warm_up(backend, base, opt, arg_sets, cold=cold, max_s=WARMUP_SHARE * budget_s,
+                                        hide_dispatch=hide_dispatch)
     affordable = int((1 - WARMUP_SHARE) * budget_s * 1e3 / max(pair_ms * min_rounds, 1e-6))
     sets = list(arg_sets[:max(1, min(len(arg_sets), affordable))])
     out.placements = len(sets)
@@ -192,7 +222,7 @@ def sample_pair(backend: Any, base: Callable[..., Any], opt: Callable[..., Any],
         for j, args in enumerate(sets):
             arms = ((base, 0), (opt, 1)) if (cycle * len(sets) + j) % 2 == 0 else ((opt, 1), (base, 0))
             for fn, slot in arms:
-                event_ms, wall_ms = _timed(backend, fn, args, cold)
+                event_ms, wall_ms = _timed(backend, fn, args, cold, hide_dispatch)
                 sums[slot] += event_ms
                 sums[slot + 2] += wall_ms
         count = len(sets)

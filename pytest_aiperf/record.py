@@ -33,8 +33,8 @@ Keys (``None`` where a value was not measured)::
     ceilings       {"copy_gbps": float, "matmul_tflops": {"fp32": float, "bf16": float}} or None
     correctness    {"seeds": [...], "shapes": [[...]], "err_baseline": float, "err_optimized": float,
                     "bound": float, "rule": str}
-    provenance     {"gpu", "sm_count", "l2_bytes", "driver", "host_cpus", "cuda", "torch", "triton", "python"} of the
-                   measuring process
+    provenance     {"gpu", "sm_count", "l2_bytes", "driver", "host_cpus", "host_cpu_model", "cuda", "torch",
+                    "triton", "python"} of the measuring process
 
 Arm record::
 

@@ -225,7 +225,9 @@ def host_note(records: list[dict[str, Any]]) -> str:
     """Where the measuring processes ran: the host CPUs they kept to, and their CUDA builds (one line each)."""
     lines = []
     for rec in records:
-        for line in ((rec.get("provenance") or {}).get("host_cpus"), rec.get("build")):
+        prov = rec.get("provenance") or {}
+        cpus = " on ".join(part for part in (prov.get("host_cpus"), prov.get("host_cpu_model")) if part)
+        for line in (cpus, rec.get("build")):
             if line and line not in lines:
                 lines.append(line)
     return "\n".join(lines)

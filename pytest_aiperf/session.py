@@ -117,7 +117,8 @@ class AiperfSession:
         static = machine.static_info()
         self._provenance = {"gpu": props.name, "gpu_uuid": uuid, "sm_count": props.multi_processor_count,
                             "l2_bytes": self._backend.l2_bytes, "driver": static.get("driver"),
-                            "host_cpus": pin.describe() if pin else "not pinned", **machine.software_versions()}
+                            "host_cpus": pin.describe() if pin else "not pinned",
+                            "host_cpu_model": machine.host_cpu_model(), **machine.software_versions()}
         self.build_note = self._prebuild()
 
     def _prebuild(self) -> str | None:
@@ -163,16 +164,16 @@ class AiperfSession:
         gate = gate_for(expected, case.min_speedup)
         budget = case.budget_s or self.options.budget_s
         updating = self.options.update is not None
-        cold = case.cache == "cold"
+        timing = dict(cold=case.cache == "cold", hide_dispatch=case.host_dispatch == "hidden",
+                      telemetry=self._telemetry)
         samples = measure.sample_pair(backend, case.baseline, case.optimized, measure.placements(inputs, seed=seed),
-                                      cold=cold, budget_s=budget, gate=None if updating else gate,
-                                      telemetry=self._telemetry)
+                                      budget_s=budget, gate=None if updating else gate, **timing)
         rec = self._record(param, chapter, nodeid, module, func, backend, samples, expected, gate, report)
         if rec["verdict"] in CONFIRMED and not updating and case.goal != "memory":
             first = {k: rec[k] for k in ("verdict", "speedup", "ci", "reason")}
             fresh = measure.placements(inputs, seed=seed + 1)
-            samples = measure.sample_pair(backend, case.baseline, case.optimized, fresh, cold=cold,
-                                          budget_s=budget * REMEASURE_FACTOR, gate=gate, telemetry=self._telemetry)
+            samples = measure.sample_pair(backend, case.baseline, case.optimized, fresh,
+                                          budget_s=budget * REMEASURE_FACTOR, gate=gate, **timing)
             del fresh
             rec = self._record(param, chapter, nodeid, module, func, backend, samples, expected, gate, report)
             rec["remeasured"] = first

@@ -48,7 +48,7 @@ class SimulatedDevice:
         time.sleep(self.side_ms / 1e3)
         self.side_ms = 0.0
 
-    def time_call(self, fn, args):
+    def time_call(self, fn, args, hide_dispatch=True):
         t0 = time.perf_counter()
         out = fn(*args)
         t1 = time.perf_counter()

@@ -232,3 +232,14 @@ def test_importing_the_modules_does_not_import_torch_or_pynvml() -> None:
     root = Path(__file__).resolve().parents[3]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_host_cpu_model_reads_the_first_model_name(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9454 48-Core Processor\n"
+                       "processor\t: 1\nmodel name\t: something else\n")
+    assert machine.host_cpu_model(str(cpuinfo)) == "AMD EPYC 9454 48-Core Processor"
+
+
+def test_host_cpu_model_of_an_unreadable_file_is_unknown(tmp_path: Path) -> None:
+    assert machine.host_cpu_model(str(tmp_path / "missing")) is None

@@ -18,6 +18,7 @@ class ScriptedClock:
 
     def __init__(self, latency_by_cpu: dict[int, float] | None = None) -> None:
         self.latency_by_cpu = latency_by_cpu or {}
+        self.holds: set[bool] = set()
 
     def flush(self) -> None:
         return None
@@ -25,7 +26,8 @@ class ScriptedClock:
     def sync(self) -> None:
         return None
 
-    def time_call(self, fn: Callable[..., Any], args: Sequence[Any]) -> tuple[float, float]:
+    def time_call(self, fn: Callable[..., Any], args: Sequence[Any], hide_dispatch: bool = True) -> tuple[float, float]:
+        self.holds.add(hide_dispatch)
         value = fn(*args)
         return value, value
 
@@ -40,6 +42,22 @@ def test_a_sample_is_the_mean_over_one_call_at_every_placement() -> None:
                                   budget_s=30.0, gate=decided_at_once, min_rounds=5)
     assert samples.placements == 2
     assert samples.base_ms == [4.0] * 5 and samples.opt_ms == [2.0] * 5
+
+
+@pytest.mark.parametrize("hide_dispatch", [True, False])
+def test_every_timed_call_gets_the_dispatch_mode_of_its_case(hide_dispatch: bool) -> None:
+    clock = ScriptedClock()
+    measure.sample_pair(clock, lambda x: 2.0 * x, lambda x: x, [(1.0,)], cold=True, budget_s=0.05, gate=None,
+                        hide_dispatch=hide_dispatch)
+    assert clock.holds == {hide_dispatch}
+
+
+def test_a_case_rejects_an_unknown_dispatch_mode() -> None:
+    from pytest_aiperf import Case
+
+    with pytest.raises(ValueError, match="host_dispatch must be 'hidden' or 'timed', got 'eager'"):
+        Case(name="toy", baseline=abs, optimized=abs, inputs=lambda *a: (), time_shapes=[(1,)], check_shapes=[(1,)],
+             host_dispatch="eager")
 
 
 def test_placements_are_dropped_when_the_budget_cannot_afford_enough_cycles() -> None:

@@ -258,3 +258,11 @@ def test_a_case_below_its_floor_is_named_even_when_its_expectation_passes_it() -
         "l2_blocking-fp32-1024x256000: 0.80x is below its min_speedup floor 1.10x on h100: "
         "the optimization does not deliver its claim here")
     assert report.below_floor_block([win]) == ""
+
+
+def test_host_note_names_the_pinned_cpus_with_their_model_and_each_build_once() -> None:
+    prov = {"host_cpus": "host CPUs 1,2 of 16 (launch 7.3 us)", "host_cpu_model": "Intel Xeon Platinum 8480+"}
+    records = [{"provenance": prov, "build": "CUDA build: 15 sources in 0.0 s"},
+               {"provenance": prov, "build": "CUDA build: 15 sources in 0.0 s"}, {"provenance": None}]
+    assert report.host_note(records) == ("host CPUs 1,2 of 16 (launch 7.3 us) on Intel Xeon Platinum 8480+\n"
+                                         "CUDA build: 15 sources in 0.0 s")
