@@ -2,7 +2,7 @@
 
 - coalesced_access: per-row mean of squares, one thread per row (strided warps) vs one warp per row (coalesced).
 - vectorized_loads: a residual add with 4-byte loads vs 16-byte float4 loads, same loop and grid.
-- tiled_transpose: a naive transpose (strided writes) vs 32x32 shared-memory tiles padded to 33 columns.
+- tiled_transpose: a naive transpose (strided writes) vs 64x64 shared-memory tiles padded to 65 columns.
 - cp_async_double_buffer: a tiled row filter staged synchronously vs prefetched with cp.async into a second buffer.
 - tma_bulk_copy: the same tiled row filter staged by every thread vs streamed in by TMA bulk copies and mbarriers.
 
