@@ -6,13 +6,16 @@ neither torch nor CUDA: the xdist controller never holds a GPU context.
 
 from __future__ import annotations
 
+import faulthandler
+import sys
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_aiperf import benchexport, expectations, report
+from pytest_aiperf import benchexport, expectations, report, watchdog
 from pytest_aiperf.cases import Case, CaseParam, chapter_of
 from pytest_aiperf.session import AiperfSession, Options, Skip
 from pytest_aiperf.verdict import ImprovedBeyondExpectation, InconclusiveMeasurement
@@ -47,7 +50,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--aiperf-host-cpus", dest="aiperf_host_cpus", default="fast", choices=["fast", "all"],
                     help="'fast' (default) keeps the measuring thread, and torch's intra-op pool, on the faster half of "
                          "the host CPUs by kernel-launch latency, measured at start; 'all' leaves them as they are.")
+    group.addoption("--aiperf-timeout", dest="aiperf_timeout", type=float, default=None, metavar="SECONDS",
+                    help="time limit per case (default: ini aiperf_timeout, 300; 0: none). A case past it (a hung "
+                         "kernel) ends the run with exit 124, after the cases that finished are reported and recorded.")
     parser.addini("aiperf_budget", "sampling budget per case in seconds", type="string", default="3.0")
+    parser.addini("aiperf_timeout", "time limit per case in seconds (0: none)", type="string", default="300")
     parser.addini("aiperf_min_margin", "smallest noise margin an expectation may record", type="string", default="0.03")
     parser.addini("aiperf_expectations", "folder of expectation files, relative to the rootdir", default="expectations")
 
@@ -62,9 +69,11 @@ def pytest_configure(config: pytest.Config) -> None:
                       budget_s=config.getoption("aiperf_budget") or float(config.getini("aiperf_budget")),
                       min_margin=float(config.getini("aiperf_min_margin")),
                       expectations_dir=Path(config.getini("aiperf_expectations")),
-                      host_cpus=config.getoption("aiperf_host_cpus"))
+                      host_cpus=config.getoption("aiperf_host_cpus"),
+                      timeout_s=_timeout(config))
     session = AiperfSession(options, Path(config.rootpath),
                             custom_backend=config.hook.pytest_aiperf_backend(config=config))
+    session.watchdog = watchdog.Watchdog(partial(_on_hang, config))
     config.stash[SESSION] = session
     try:
         session.store()
@@ -111,11 +120,14 @@ class Aiperf:
     def run(self, pair: CaseParam) -> dict[str, Any]:
         __tracebackhide__ = True
         item = self._request.node
+        self._session.watchdog.arm(item.nodeid, self._session.options.timeout_s)
         try:
             rec = self._session.run(pair, nodeid=item.nodeid, module=_relpath(item.config, item),
                                     func=getattr(item, "originalname", item.name), chapter=_chapter(item))
         except Skip as why:
             pytest.skip(str(why))
+        finally:
+            self._session.watchdog.disarm()
         item.stash[RECORD] = rec
         item.user_properties.extend(benchexport.junit_properties(rec))
         outcome = rec["verdict"]
@@ -197,12 +209,47 @@ class Reporter:
         if not (s.records or s.changes or s.stale):
             return
         terminalreporter.section("aiperf")
+        self.write_summary(terminalreporter)
+
+    def write_summary(self, terminalreporter: Any) -> None:
+        s = self.session
         for block in (report.summary_table(s.records) if s.records else "", report.host_note(s.records),
                       report.failures_block(s.records), report.below_floor_block(s.records),
                       report.floor_note(s.records),
                       report.update_table(s.changes) if s.changes else "", report.stale_block(s.stale, s.hardware)):
             if block:
                 terminalreporter.write_line(block)
+
+
+def _timeout(config: pytest.Config) -> float:
+    option = config.getoption("aiperf_timeout")
+    seconds = option if option is not None else float(config.getini("aiperf_timeout"))
+    if seconds < 0:
+        raise pytest.UsageError(f"--aiperf-timeout must be 0 (no limit) or positive, got {seconds:g}")
+    return seconds
+
+
+def _on_hang(config: pytest.Config, label: str, seconds: float) -> None:
+    """The watchdog's last words (on its own thread; the process ends after this): what hung, every thread's
+    stack, and in the reporting process the expectation updates and the summary of the cases that finished."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        capture.suspend_global_capture(in_=True)
+    session = config.stash[SESSION]
+    terminal = config.pluginmanager.getplugin("terminalreporter")
+    text = watchdog.message(label, seconds, len(session.records))
+    if terminal is not None:
+        terminal.write_line("")
+        terminal.write_line(text, red=True, bold=True)
+        terminal.flush()
+    print(text, file=sys.__stderr__, flush=True)
+    faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
+    reporter = config.pluginmanager.get_plugin("aiperf-reporter")
+    if reporter is not None and terminal is not None:
+        session.finish()
+        terminal.section("aiperf (cases that finished)")
+        reporter.write_summary(terminal)
+        terminal.flush()
 
 
 def _chapter(item: pytest.Item) -> str:

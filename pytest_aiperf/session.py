@@ -40,6 +40,7 @@ class Options:
     min_margin: float = 0.03
     expectations_dir: Path = Path("expectations")
     host_cpus: str = "fast"
+    timeout_s: float = 300.0
 
 
 @dataclass
@@ -59,6 +60,7 @@ class AiperfSession:
     _telemetry: Any = None
     _provenance: Any = None
     build_note: str | None = None
+    watchdog: Any = None
 
     @functools.cached_property
     def gpus(self) -> list[machine.Gpu]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -95,3 +96,37 @@ def test_work_left_on_an_unjoined_side_stream_fails_the_cross_check(pytester):
     result = pytester.runpytest("--aiperf-budget=0.3", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.re_match_lines([r".*optimized arm of control-fp32-64: .*Work escaped the current stream.*"])
+
+
+HANGING_CASE = '''
+
+def optimized_hang(x):
+    if os.environ.get("AIPERF_TOY_HANG"):
+        time.sleep(600)
+    return x + x
+
+
+CASES_HANG = [Case(name="hang", baseline=baseline_double, optimized=optimized_hang, inputs=inputs,
+                   check_shapes=[(7,)], time_shapes=[(1024,)], min_speedup=1.5)]
+
+
+@pytest.mark.perf_pair(*CASES_HANG)
+def test_z_hangs(pair, aiperf):
+    aiperf.run(pair)
+'''
+
+
+def test_a_hung_case_ends_the_run_with_a_clear_message_and_keeps_what_finished(chapter, monkeypatch):
+    """The hang starts only after the first case passed; its record and expectation must survive the exit."""
+    test_file = chapter.path / "suites/ch90/test_toy.py"
+    test_file.write_text(test_file.read_text() + HANGING_CASE)
+    monkeypatch.setenv("AIPERF_TOY_HANG", "1")
+    result = chapter.runpytest_subprocess("--aiperf-backend=cpu", "--aiperf-budget=0.3", "-p", "no:cacheprovider",
+                                          "--aiperf-timeout=4", "--update-expectations", "-p", "no:randomly")
+    assert result.ret == 124, result.stdout.str() + result.stderr.str()
+    result.stdout.re_match_lines([r".*test_z_hangs\[hang-fp32-1024\] ran past its time limit of 4 s.*",
+                                  r".*aiperf \(cases that finished\).*", r"double-fp32-1024 .* PASS .*",
+                                  r".*ch90_toy .*double-fp32-1024 .* new .*"])
+    result.stderr.re_match_lines([r".*in optimized_hang.*"])
+    entries = json.loads((chapter.path / "expectations/cpu/ch90_toy.json").read_text())["entries"]
+    assert list(entries) == ["double-fp32-1024"]
