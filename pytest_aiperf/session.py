@@ -26,6 +26,24 @@ class Skip(Exception):
     """The case cannot be measured here; the message says why (the plugin turns it into a pytest skip)."""
 
 
+class CudaContextLost(RuntimeError):
+    """A sticky CUDA error: the process's CUDA context is unusable, so no later case can run in it."""
+
+
+# CUDA errors after which every later call in the process fails too (the context is corrupted).
+STICKY_CUDA_ERRORS = ("illegal memory access", "illegal address", "unspecified launch failure", "misaligned address",
+                      "illegal instruction", "device-side assert", "launch timed out", "uncorrectable ECC")
+
+
+def sticky_cuda_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) reports a CUDA error that poisons the context."""
+    while exc is not None:
+        if any(pattern.lower() in str(exc).lower() for pattern in STICKY_CUDA_ERRORS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 class MeasurementError(AssertionError):
     """The measurement itself is invalid (work escaped the timed stream)."""
 
@@ -61,6 +79,7 @@ class AiperfSession:
     _provenance: Any = None
     build_note: str | None = None
     watchdog: Any = None
+    context_lost: str | None = None
 
     @functools.cached_property
     def gpus(self) -> list[machine.Gpu]:
@@ -147,6 +166,22 @@ class AiperfSession:
     # ------------------------------------------------------------------ worker side: one case through the stages
 
     def run(self, param: CaseParam, *, nodeid: str, module: str, func: str, chapter: str) -> dict[str, Any]:
+        """Check, measure and judge one case. After a sticky CUDA error every later case fails at once, naming
+        the case that lost the context, instead of failing with CUDA errors that are not its own."""
+        __tracebackhide__ = True
+        if self.context_lost:
+            raise CudaContextLost(f"not run: {self.context_lost}")
+        try:
+            return self._run(param, nodeid=nodeid, module=module, func=func, chapter=chapter)
+        except Exception as exc:
+            if not sticky_cuda_error(exc):
+                raise
+            self.context_lost = (f"the CUDA context of this process was lost in {nodeid} ({str(exc).splitlines()[0]}); "
+                                 "no CUDA work can run in it again. Fix that case, then run the cases after it in a "
+                                 "fresh process (pytest --lf)")
+            raise CudaContextLost(self.context_lost) from exc
+
+    def _run(self, param: CaseParam, *, nodeid: str, module: str, func: str, chapter: str) -> dict[str, Any]:
         __tracebackhide__ = True
         case = param.case
         backend = self.backend()

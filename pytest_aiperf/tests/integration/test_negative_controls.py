@@ -130,3 +130,38 @@ def test_a_hung_case_ends_the_run_with_a_clear_message_and_keeps_what_finished(c
     result.stderr.re_match_lines([r".*in optimized_hang.*"])
     entries = json.loads((chapter.path / "expectations/cpu/ch90_toy.json").read_text())["entries"]
     assert list(entries) == ["double-fp32-1024"]
+
+
+FAULTING_CASES = '''
+
+def optimized_faults(x):
+    raise RuntimeError("CUDA error: an illegal memory access was encountered\\nCUDA kernel errors might be reported "
+                       "asynchronously")
+
+
+CASES_FAULT = [Case(name="fault", baseline=baseline_double, optimized=optimized_faults, inputs=inputs,
+                    check_shapes=[(7,)], time_shapes=[(1024,)])]
+CASES_AFTER = [Case(name="after", baseline=baseline_double, optimized=optimized_double, inputs=inputs,
+                    check_shapes=[(7,)], time_shapes=[(1024,)])]
+
+
+@pytest.mark.perf_pair(*CASES_FAULT)
+def test_b_faults(pair, aiperf):
+    aiperf.run(pair)
+
+
+@pytest.mark.perf_pair(*CASES_AFTER)
+def test_c_runs_after_the_fault(pair, aiperf):
+    aiperf.run(pair)
+'''
+
+
+def test_after_a_sticky_cuda_error_later_cases_fail_at_once_naming_the_case_that_lost_the_context(run_toy, chapter):
+    test_file = chapter.path / "suites/ch90/test_toy.py"
+    test_file.write_text(test_file.read_text() + FAULTING_CASES)
+    result = run_toy("-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=2)
+    lost = r"the CUDA context of this process was lost in suites/ch90/test_toy.py::test_b_faults\[fault-fp32-1024\] "
+    result.stdout.re_match_lines([
+        rf"E .*CudaContextLost: {lost}\(CUDA error: an illegal memory access was encountered\); no CUDA work can .*",
+        rf"E .*CudaContextLost: not run: {lost}.*pytest --lf.*"], consecutive=False)
