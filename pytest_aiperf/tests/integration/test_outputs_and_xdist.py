@@ -47,7 +47,10 @@ def test_junit_xml_carries_the_speedup_and_verdict_as_properties(run_toy, chapte
 
 
 def test_under_xdist_the_summary_json_and_expectations_are_complete(run_toy, two_cases):
-    result = run_toy("-n", "2", "--update-expectations", "--benchmark-json=out.json", subprocess=True)
+    """Completeness, not precision: sleeps timed on a loaded 2-core CI host move by more than 3% between runs, so
+    the recorded margin is widened to keep the gated rerun about merging, not noise."""
+    result = run_toy("-n", "2", "--update-expectations", "--benchmark-json=out.json", "-o", "aiperf_min_margin=0.5",
+                     subprocess=True)
     result.assert_outcomes(passed=3)
     data = json.loads((two_cases.path / "out.json").read_text())
     assert len(data["benchmarks"]) == 6
