@@ -123,6 +123,7 @@ def extra_info(record: dict[str, Any], variant: str) -> dict[str, Any]:
     telemetry = record.get("telemetry") or {}
     sm_clock = telemetry.get("sm_clock_mhz") or [None, None]
     ci = record.get("ci") or [None, None]
+    dispatch = (record.get(variant) or {}).get("dispatch") or {}
     return {
         "variant": variant,
         "chapter": record.get("chapter"),
@@ -142,6 +143,8 @@ def extra_info(record: dict[str, Any], variant: str) -> dict[str, Any]:
         "sm_clock_mhz_min": sm_clock[0],
         "sm_clock_mhz_max": sm_clock[1],
         "gpu_uuid": telemetry.get("gpu_uuid"),
+        "dispatch_hold_us": dispatch.get("hold_us"),
+        "late_dispatch_calls": dispatch.get("late_calls"),
     }
 
 

@@ -148,7 +148,7 @@ def _recording(speedup: float, margin: float, base_ms: float, opt_ms: float, pro
     return {"speedup": speedup, "noise_margin": margin, "baseline_ms": base_ms, "optimized_ms": opt_ms,
             "date": provenance.get("date"), "commit": provenance.get("commit"),
             "gpu_uuid": provenance.get("gpu_uuid"), "host_cpus": provenance.get("host_cpus"),
-            "host_cpu_model": provenance.get("host_cpu_model")}
+            "host_cpu_model": provenance.get("host_cpu_model"), "launch_us": provenance.get("launch_us")}
 
 
 def _median(values: list[float]) -> float:

@@ -15,9 +15,14 @@ class HostPin:
     launch_us: dict[int, float]
     threads: tuple[int, int] | None = None
 
+    @property
+    def best_us(self) -> float:
+        """The launch latency of the fastest pinned CPU: how fast this host dispatches (recorded in provenance)."""
+        return min(self.launch_us[c] for c in self.cpus)
+
     def describe(self) -> str:
         values = self.launch_us.values()
-        best = min(self.launch_us[c] for c in self.cpus)
+        best = self.best_us
         threads = f"; torch threads {self.threads[0]} -> {self.threads[1]}" if self.threads else ""
         return (f"host CPUs {','.join(map(str, self.cpus))} of {len(self.launch_us)} (launch {best:.1f} us; "
                 f"all CPUs {min(values):.1f}-{max(values):.1f} us{threads})")

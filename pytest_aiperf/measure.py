@@ -2,14 +2,11 @@
 
 Method (one place, reported with every result):
 
-- **Per-call device time.** Before each timed call the device is synchronized, then held busy for ``HOLD_US`` by a
-  spin kernel while the host records the start event and dispatches the variant, so the events time the device's
-  work from its first kernel, not the host's Python and launch path in front of it (on an H100 VM that path cost
-  15-25 us per call, 10% of a 200 us kernel). Dispatch longer than the hold still shows: a variant that launches
-  many kernels from Python leaves the device idle between them, inside the events. Cases whose lesson is the cost
-  of dispatch itself declare ``host_dispatch="timed"`` and run without the hold. Synchronized host wall time of the
-  same call (less the hold) is kept beside the event time: work left on an unjoined side stream shows as events far
-  shorter than wall.
+- **Per-call device time.** Each call is timed by the clock in ``clocks``: on a GPU, CUDA events behind a dispatch
+  hold that adapts to the host's dispatch time, so the events time the device's work from its first kernel. Cases
+  whose lesson is the cost of dispatch itself declare ``host_dispatch="timed"`` and run without the hold.
+  Synchronized host wall time of the same call (less the hold) is kept beside the event time: work left on an
+  unjoined side stream shows as events far shorter than wall.
 - **Cold or warm cache.** Cold cases read a buffer of twice the device's L2 before each call (outside the events),
   evicting the case's data. A read leaves clean lines, so the timed call does not also pay for writing back a
   flush's dirty lines (a zeroing flush costs a following HBM-bound kernel ~17 us on an H100: 50 MB at 3 TB/s).
@@ -43,112 +40,6 @@ MAX_ROUNDS = 20000
 WARMUP_SHARE = 0.25
 PLACEMENTS = 8
 PLACEMENT_BYTES = 1 << 30
-HOLD_US = 50.0
-
-
-class CudaEvents:
-    """CUDA events on the current stream, a dispatch hold before each call, and a 2x L2 flush buffer."""
-
-    name = "cuda-events"
-    device = "cuda"
-
-    def __init__(self, hold_us: float = HOLD_US) -> None:
-        import torch
-
-        self.torch = torch
-        props = torch.cuda.get_device_properties(torch.cuda.current_device())
-        self.l2_bytes = int(getattr(props, "L2_cache_size", 0) or 50 * 2**20)
-        self.flush_buffer = torch.zeros(2 * self.l2_bytes // 4, dtype=torch.float32, device="cuda")
-        self.hold_ms = hold_us / 1e3
-        self.hold_cycles = self._spin_cycles(self.hold_ms)
-
-    def _spin_cycles(self, ms: float) -> int:
-        """Cycles of ``torch.cuda._sleep`` that keep the device busy for about ``ms``, calibrated here."""
-        torch = self.torch
-        probe = 1_000_000
-        torch.cuda._sleep(probe)
-        times = []
-        for _ in range(5):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            torch.cuda._sleep(probe)
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        return max(1, int(probe * ms / sorted(times)[2]))
-
-    def flush(self) -> None:
-        self.flush_buffer.sum()
-
-    def sync(self) -> None:
-        self.torch.cuda.synchronize()
-
-    def time_call(self, fn: Callable[..., Any], args: Sequence[Any], hide_dispatch: bool = True) -> tuple[float, float]:
-        torch = self.torch
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize()
-        held = self.hold_ms if hide_dispatch else 0.0
-        if held:
-            torch.cuda._sleep(self.hold_cycles)
-        t0 = time.perf_counter()
-        start.record()
-        out = fn(*args)
-        end.record()
-        torch.cuda.synchronize()
-        wall = max(0.0, (time.perf_counter() - t0) * 1e3 - held)
-        del out
-        return start.elapsed_time(end), wall
-
-    def launch_latency_us(self, launches: int = 32, reps: int = 15) -> float:
-        """Median host time per launch of a tiny kernel, each batch ended by a device sync."""
-        from statistics import median
-
-        torch = self.torch
-        probe = torch.zeros(16, device="cuda")
-        times = []
-        for _ in range(reps + 2):
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            for _ in range(launches):
-                probe.add_(1)
-            torch.cuda.synchronize()
-            times.append((time.perf_counter() - t0) / launches * 1e6)
-        return median(times[2:])
-
-    def peak_bytes(self, fn: Callable[..., Any], args: Sequence[Any]) -> int:
-        torch = self.torch
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        out = fn(*args)
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - before
-        del out
-        return int(peak)
-
-
-class CpuClock:
-    """Host clock around each call: the timing backend for machines without a GPU and for the plugin's own tests."""
-
-    name = "cpu-clock"
-    device = "cpu"
-    l2_bytes = 0
-
-    def flush(self) -> None:
-        return None
-
-    def sync(self) -> None:
-        return None
-
-    def time_call(self, fn: Callable[..., Any], args: Sequence[Any], hide_dispatch: bool = True) -> tuple[float, float]:
-        t0 = time.perf_counter()
-        out = fn(*args)
-        elapsed = (time.perf_counter() - t0) * 1e3
-        del out
-        return elapsed, elapsed
-
-    def peak_bytes(self, fn: Callable[..., Any], args: Sequence[Any]) -> int | None:
-        return None
 
 
 @dataclass
@@ -247,7 +138,7 @@ def sample_pair(backend: Any, base: Callable[..., Any], opt: Callable[..., Any],
     return out
 
 
-def placements(inputs: Sequence[Any], *, count: int = PLACEMENTS, max_bytes: int = PLACEMENT_BYTES,
+def placements(inputs: Sequence[Any], *, count: int | None = None, max_bytes: int | None = None,
                seed: int = 0) -> list[tuple[Any, ...]]:
     """The inputs at up to ``count`` device addresses: the first set is ``inputs`` itself, the others clone every
     CUDA tensor behind a spacer allocation of random size (so the copies do not land in a regular pattern).
@@ -258,6 +149,8 @@ def placements(inputs: Sequence[Any], *, count: int = PLACEMENTS, max_bytes: int
     nbytes = sum(t.numel() * t.element_size() for t in device_tensors)
     if not device_tensors or nbytes == 0:
         return [tuple(inputs)]
+    count = PLACEMENTS if count is None else count
+    max_bytes = PLACEMENT_BYTES if max_bytes is None else max_bytes
     extra = max(0, min(count - 1, max_bytes // nbytes))
     rng = random.Random(seed)
     sets, spacers = [tuple(inputs)], []

@@ -21,7 +21,8 @@ Keys (``None`` where a value was not measured)::
     rounds         number of interleaved cycles (each cycle times both arms once at every input placement)
     placements     number of input placements (device addresses) a cycle runs through
     noise_margin   relative margin measured from this run's block speedups (what a recording stores)
-    expected       {"speedup", "noise_margin", "baseline_ms", "optimized_ms"} or None
+    expected       {"speedup", "noise_margin", "baseline_ms", "optimized_ms", "launch_us": [low, high] or None} or None
+    host_change    why this host is not comparable with the recording hosts (a case that times host work), or None
     gate           {"low", "high", "source": "expectation" | "floor"}
     verdict        "PASS" | "REGRESSED" | "IMPROVED" | "INCONCLUSIVE"
     reason         one line that explains the verdict
@@ -44,6 +45,8 @@ Arm record::
     wall_median_ms float: synchronized host time per call (the side-stream cross-check)
     energy_mj      float or None: energy per call from the NVML energy counter (back-to-back calls)
     peak_bytes     int or None: peak device memory allocated during one call (memory goal)
+    dispatch       {"hold_us", "late_calls"} on a GPU with the dispatch hidden: the hold the arm ran behind at the
+                   end, and how many of its calls (this process so far) were dispatched slower than their hold
 """
 
 from __future__ import annotations

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_aiperf import build, checks, expectations, host, machine, measure, record
+from pytest_aiperf import build, checks, clocks, expectations, host, machine, measure, record
 from pytest_aiperf.cases import CaseParam
 from pytest_aiperf.stats import SpeedupEstimate, arm_stats, noise_margin, side_stream_suspect, speedup_ci
-from pytest_aiperf.verdict import Expected, Outcome, gate_for, judge
+from pytest_aiperf.verdict import Expected, Outcome, gate_for, host_shift, judge
 
 REMEASURE_FACTOR = 3.0
 CONFIRMED = (Outcome.INCONCLUSIVE.value, Outcome.REGRESSED.value)
@@ -99,8 +99,8 @@ class AiperfSession:
         if self.custom_backend is not None:
             return self.custom_backend.name
         if self.options.backend == "cpu":
-            return measure.CpuClock.name
-        return measure.CudaEvents.name if self.gpus else "none (no CUDA device)"
+            return clocks.CpuClock.name
+        return clocks.CudaEvents.name if self.gpus else "none (no CUDA device)"
 
     def store(self) -> expectations.Store:
         if self._store is None:
@@ -115,12 +115,12 @@ class AiperfSession:
             if self.custom_backend is not None:
                 self._backend = self.custom_backend
             elif self.options.backend == "cpu":
-                self._backend = measure.CpuClock()
+                self._backend = clocks.CpuClock()
             else:
                 import torch
 
                 if torch.cuda.is_available():
-                    self._backend = measure.CudaEvents()
+                    self._backend = clocks.CudaEvents()
                     self._open_device()
                 elif self.options.backend == "cuda":
                     raise Skip("--aiperf-backend=cuda but torch sees no CUDA device")
@@ -139,6 +139,7 @@ class AiperfSession:
         self._provenance = {"gpu": props.name, "gpu_uuid": uuid, "sm_count": props.multi_processor_count,
                             "l2_bytes": self._backend.l2_bytes, "driver": static.get("driver"),
                             "host_cpus": pin.describe() if pin else "not pinned",
+                            "launch_us": pin.best_us if pin else None,
                             "host_cpu_model": machine.host_cpu_model(), **machine.software_versions()}
         self.build_note = self._prebuild()
 
@@ -205,18 +206,26 @@ class AiperfSession:
                       telemetry=self._telemetry)
         samples = measure.sample_pair(backend, case.baseline, case.optimized, measure.placements(inputs, seed=seed),
                                       budget_s=budget, gate=None if updating else gate, **timing)
-        rec = self._record(param, chapter, nodeid, module, func, backend, samples, expected, gate, report)
+        dispatch_note = getattr(backend, "dispatch_note", None) if timing["hide_dispatch"] else None
+        notes = {arm: dispatch_note(fn) for arm, fn in (("baseline", case.baseline), ("optimized", case.optimized))
+                 } if dispatch_note is not None else {}
+        host_bound = not timing["hide_dispatch"] or any(n["late_calls"] >= 0.5 * n["calls"] for n in notes.values())
+        shift = host_shift(expected.launch_us, self.provenance().get("launch_us")) if expected and host_bound else None
+        judged = dict(expected=expected, gate=gate, report=report, host_change=shift)
+        rec = self._record(param, chapter, nodeid, module, func, backend, samples, **judged)
         if rec["verdict"] in CONFIRMED and not updating and case.goal != "memory":
             first = {k: rec[k] for k in ("verdict", "speedup", "ci", "reason")}
             fresh = measure.placements(inputs, seed=seed + 1)
             samples = measure.sample_pair(backend, case.baseline, case.optimized, fresh,
                                           budget_s=budget * REMEASURE_FACTOR, gate=gate, **timing)
             del fresh
-            rec = self._record(param, chapter, nodeid, module, func, backend, samples, expected, gate, report)
+            rec = self._record(param, chapter, nodeid, module, func, backend, samples, **judged)
             rec["remeasured"] = first
             rec["reason"] += (f" (first measurement {first['verdict']} at {first['speedup']:.3g}x "
                               f"[{first['ci'][0]:.3g}, {first['ci'][1]:.3g}]; measured again at fresh placements)")
         for arm, fn in (("baseline", case.baseline), ("optimized", case.optimized)):
+            if arm in notes:
+                rec[arm]["dispatch"] = notes[arm]
             rec[arm]["energy_mj"] = measure.energy_per_call(backend, fn, inputs, self._telemetry)
             if case.goal == "memory":
                 rec[arm]["peak_bytes"] = backend.peak_bytes(fn, inputs)
@@ -225,7 +234,8 @@ class AiperfSession:
         return rec
 
     def _record(self, param: CaseParam, chapter: str, nodeid: str, module: str, func: str, backend: Any,
-                samples: measure.Samples, expected: Expected | None, gate: Any, report: checks.CheckReport) -> dict:
+                samples: measure.Samples, expected: Expected | None, gate: Any, report: checks.CheckReport,
+                host_change: str | None = None) -> dict:
         __tracebackhide__ = True
         for arm, events, walls in (("baseline", samples.base_ms, samples.base_wall_ms),
                                    ("optimized", samples.opt_ms, samples.opt_wall_ms)):
@@ -238,7 +248,7 @@ class AiperfSession:
         tele = machine.summarize(samples.telemetry) if samples.telemetry else None
         severe = sorted(set((tele or {}).get("throttle", [])) & machine.SEVERE_THROTTLE)
         verdict = judge(est, gate, expected=expected, baseline_ms=base.median_ms, optimized_ms=opt.median_ms,
-                        throttle=severe, hardware=self.hardware)
+                        throttle=severe, host_change=host_change, hardware=self.hardware)
         work = param.work_model()
         return {
             "key": param.id, "chapter": chapter, "nodeid": nodeid, "func": func, "module": module,
@@ -253,10 +263,7 @@ class AiperfSession:
                                     wall_median_ms=arm_stats(samples.opt_wall_ms).median_ms),
             "speedup": est.speedup, "ci": [est.lo, est.hi], "confidence": est.confidence, "rounds": est.rounds,
             "noise_margin": noise_margin(samples.base_ms, samples.opt_ms, floor=self.options.min_margin),
-            "expected": None if expected is None else {"speedup": expected.speedup,
-                                                       "noise_margin": expected.noise_margin,
-                                                       "baseline_ms": expected.baseline_ms,
-                                                       "optimized_ms": expected.optimized_ms},
+            "expected": None if expected is None else expected.to_json(), "host_change": host_change,
             "gate": gate.to_json(), "verdict": verdict.outcome.value, "reason": verdict.reason, "remeasured": None,
             "placements": samples.placements, "build": self.build_note,
             "telemetry": tele, "ceilings": self._ceilings, "correctness": report.to_json(),

@@ -7,6 +7,7 @@ never by the point estimate alone, so noise reads as INCONCLUSIVE rather than as
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Sequence
@@ -41,6 +42,7 @@ class Expected:
     noise_margin: float
     baseline_ms: float | None = None
     optimized_ms: float | None = None
+    launch_us: tuple[float, float] | None = None  # the recording hosts' kernel-launch latency, lowest and highest
 
     def __post_init__(self) -> None:
         if not self.speedup > 0:
@@ -64,12 +66,48 @@ class Expected:
             noise_margin=float(entry["noise_margin"]),
             baseline_ms=arm_median("baseline"),
             optimized_ms=arm_median("optimized"),
+            launch_us=_recorded_launch(entry),
         )
 
-    def to_json(self) -> dict[str, float | None]:
+    def to_json(self) -> dict[str, Any]:
         """The record's ``expected`` value."""
         return {"speedup": self.speedup, "noise_margin": self.noise_margin,
-                "baseline_ms": self.baseline_ms, "optimized_ms": self.optimized_ms}
+                "baseline_ms": self.baseline_ms, "optimized_ms": self.optimized_ms,
+                "launch_us": None if self.launch_us is None else list(self.launch_us)}
+
+
+_LAUNCH_NOTE = re.compile(r"\(launch ([0-9.]+) us")
+HOST_TOLERANCE = 0.2
+
+
+def _recorded_launch(entry: dict[str, Any]) -> tuple[float, float] | None:
+    """The lowest and highest launch latency of the hosts an entry was recorded on: each recording's
+    ``launch_us``, or for recordings made before that field existed, the latency its ``host_cpus`` line states."""
+    values = []
+    for rec in entry.get("recordings") or [entry.get("provenance") or {}]:
+        value = rec.get("launch_us")
+        if value is None:
+            found = _LAUNCH_NOTE.search(str(rec.get("host_cpus") or ""))
+            value = float(found.group(1)) if found else None
+        if isinstance(value, (int, float)) and value > 0:
+            values.append(float(value))
+    return (min(values), max(values)) if values else None
+
+
+def host_shift(recorded: tuple[float, float] | None, current: float | None,
+               tolerance: float = HOST_TOLERANCE) -> str | None:
+    """Why this host cannot be compared with the recording hosts, for a case whose time includes host work:
+    its kernel-launch latency lies more than ``tolerance`` outside theirs. None when it is comparable."""
+    if recorded is None or current is None:
+        return None
+    low, high = recorded
+    span = f"{low:.1f} us" if low == high else f"{low:.1f}-{high:.1f} us"
+    here = f"this host launches a kernel in {current:.1f} us"
+    if current > high * (1 + tolerance):
+        return f"{here}, {_pct(current / high - 1)} slower than the recording hosts' {span}"
+    if current < low / (1 + tolerance):
+        return f"{here}, {_pct(low / current - 1)} faster than the recording hosts' {span}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -154,9 +192,13 @@ def blame(expected: Expected, baseline_ms: float, optimized_ms: float) -> str:
 
 
 def judge(est: SpeedupEstimate, gate: Gate, *, expected: Expected | None, baseline_ms: float,
-          optimized_ms: float, throttle: Sequence[str] = (), hardware: str = "this hardware",
-          unit: str = "x") -> Verdict:
-    """Decide the outcome from the interval's position against the gate, with one actionable line."""
+          optimized_ms: float, throttle: Sequence[str] = (), host_change: str | None = None,
+          hardware: str = "this hardware", unit: str = "x") -> Verdict:
+    """Decide the outcome from the interval's position against the gate, with one actionable line.
+
+    A fall below the gate is INCONCLUSIVE rather than REGRESSED when the GPU was throttled, or when the case's time
+    includes host work and this host is not comparable with the recording hosts (``host_change``, from
+    ``host_shift``): neither says anything about the code."""
     measured = f"speedup {est.speedup:.2f}{unit} [{est.lo:.2f}, {est.hi:.2f}]"
     target = _describe_gate(gate, expected, hardware, unit)
     if gate.source == "expectation":
@@ -173,6 +215,11 @@ def judge(est: SpeedupEstimate, gate: Gate, *, expected: Expected | None, baseli
             return Verdict(Outcome.INCONCLUSIVE, (
                 f"throttled: {', '.join(throttle)}; {measured} is below {target}, but a throttled GPU cannot "
                 f"show a regression; rerun with the GPU idle and cool{tail}"))
+        if host_change:
+            return Verdict(Outcome.INCONCLUSIVE, (
+                f"another host: {host_change}; {measured} is below {target}, but this case times host work, so a "
+                f"different host cannot show a regression ({detail}); to gate on this host, record it with "
+                f"--update-expectations=add"))
         return Verdict(Outcome.REGRESSED, f"{measured} is below {target}: {detail}")
 
     if est.lo >= gate.low:

@@ -16,7 +16,7 @@ import torch
 from kernels.ch01 import tensor_core_bf16
 from pytest_aiperf import Case, Tolerance
 from pytest_aiperf.checks import CorrectnessError
-from pytest_aiperf.measure import CudaEvents
+from pytest_aiperf.clocks import CudaEvents
 from pytest_aiperf.session import MeasurementError
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

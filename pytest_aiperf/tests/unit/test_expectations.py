@@ -86,7 +86,7 @@ def test_entry_from_record_keeps_numbers_as_measured() -> None:
         "margin_basis": "this recording",
         "recordings": [{"speedup": 3.2123456789012345, "noise_margin": 0.04, "baseline_ms": 1.03,
                         "optimized_ms": 0.319, "date": DATE, "commit": "abc1234", "gpu_uuid": None,
-                        "host_cpus": None, "host_cpu_model": None}],
+                        "host_cpus": None, "host_cpu_model": None, "launch_us": None}],
     }
 
 

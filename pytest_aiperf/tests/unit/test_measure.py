@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 
 import pytest
 
-from pytest_aiperf import host, measure
+from pytest_aiperf import clocks, host, measure
 from pytest_aiperf.verdict import Gate
 
 
@@ -96,6 +96,6 @@ def test_pin_host_keeps_the_thread_on_the_cpus_that_launch_fastest() -> None:
 
 def test_pin_host_does_nothing_for_a_backend_without_launches() -> None:
     before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    assert host.pin_host(measure.CpuClock()) is None
+    assert host.pin_host(clocks.CpuClock()) is None
     if before is not None:
         assert os.sched_getaffinity(0) == before

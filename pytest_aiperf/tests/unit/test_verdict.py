@@ -12,6 +12,7 @@ from pytest_aiperf.verdict import (
     Outcome,
     Verdict,
     gate_for,
+    host_shift,
     is_decisive,
     judge,
 )
@@ -47,7 +48,35 @@ def test_expected_from_entry_reads_the_speedup_margin_and_arm_medians():
              "optimized": {"median_ms": 0.318}, "rounds": 400}
     assert Expected.from_entry(entry) == RECORDED
     assert Expected.from_entry(entry).to_json() == {"speedup": 3.1, "noise_margin": 0.04,
-                                                    "baseline_ms": 0.99, "optimized_ms": 0.318}
+                                                    "baseline_ms": 0.99, "optimized_ms": 0.318, "launch_us": None}
+
+
+def test_expected_reads_the_recording_hosts_launch_latency_from_fields_or_older_host_lines():
+    entry = {"speedup": 3.1, "noise_margin": 0.04, "recordings": [
+        {"speedup": 3.0, "launch_us": 7.8},
+        {"speedup": 3.2, "host_cpus": "host CPUs 0,1 of 16 (launch 7.0 us; all CPUs 7.0-12.2 us)"},
+        {"speedup": 3.1, "host_cpus": "not pinned"}]}
+    assert Expected.from_entry(entry).launch_us == (7.0, 7.8)
+
+
+@pytest.mark.parametrize(("current", "words"), [(11.3, "44.9% slower"), (5.0, "40% faster")])
+def test_host_shift_names_a_host_outside_the_recording_hosts(current, words):
+    assert words in host_shift((7.0, 7.8), current)
+
+
+@pytest.mark.parametrize(("recorded", "current"), [((7.0, 7.8), 9.0), ((7.0, 7.8), 6.0), (None, 11.3), ((7.0, 7.8), None)])
+def test_host_shift_is_silent_for_a_comparable_or_unknown_host(recorded, current):
+    assert host_shift(recorded, current) is None
+
+
+def test_a_fall_on_another_host_is_inconclusive_for_a_case_that_times_host_work():
+    est = SpeedupEstimate(speedup=2.0, lo=1.9, hi=2.1, confidence=0.95, rounds=50)
+    gate = gate_for(RECORDED, 1.2)
+    args = dict(expected=RECORDED, baseline_ms=0.99, optimized_ms=0.5, hardware="h100")
+    assert judge(est, gate, **args).outcome is Outcome.REGRESSED
+    moved = judge(est, gate, host_change="this host launches a kernel in 11.3 us, 45% slower", **args)
+    assert moved.outcome is Outcome.INCONCLUSIVE
+    assert "another host" in moved.reason and "--update-expectations=add" in moved.reason
 
 
 def test_expected_from_entry_without_arms_leaves_their_times_unknown():

@@ -1,0 +1,51 @@
+"""The adaptive dispatch hold: pure bookkeeping, tested without a GPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_aiperf.clocks import DispatchHold
+
+
+def arm() -> None:
+    return None
+
+
+def other_arm() -> None:
+    return None
+
+
+def test_a_dispatch_within_the_hold_leaves_it_alone() -> None:
+    hold = DispatchHold(base_us=50, max_us=400, short_us=200)
+    assert hold.observe(arm, 20.0) is False
+    assert hold.hold_us(arm) == 50
+    assert hold.late_calls(arm) == 0
+
+
+def test_a_slow_short_dispatch_doubles_into_the_next_hold_of_that_arm_only() -> None:
+    hold = DispatchHold(base_us=50, max_us=400, short_us=200)
+    assert hold.observe(arm, 80.0) is True
+    assert hold.hold_us(arm) == 160
+    assert hold.late_calls(arm) == 1
+    assert hold.hold_us(other_arm) == 50
+    assert hold.observe(arm, 150.0) is False, "the raised hold now covers a dispatch this slow"
+
+
+def test_the_hold_never_exceeds_its_maximum() -> None:
+    hold = DispatchHold(base_us=50, max_us=120, short_us=200)
+    hold.observe(arm, 190.0)
+    assert hold.hold_us(arm) == 120
+
+
+def test_an_arms_own_long_host_work_is_never_hidden_beyond_the_base_hold() -> None:
+    hold = DispatchHold(base_us=50, max_us=400, short_us=200)
+    for _ in range(5):
+        assert hold.observe(arm, 5000.0) is True
+    assert hold.hold_us(arm) == 50, "a 5 ms host pipeline is the arm's work, not a slow dispatch"
+    assert (hold.late_calls(arm), hold.calls(arm)) == (5, 5)
+
+
+@pytest.mark.parametrize("base, top", [(0.0, 100.0), (200.0, 100.0)])
+def test_an_impossible_hold_range_is_refused(base: float, top: float) -> None:
+    with pytest.raises(ValueError, match="base_us"):
+        DispatchHold(base_us=base, max_us=top)
