@@ -65,8 +65,9 @@ class Case:
     ``reference`` (default: the baseline on inputs upcast to float64) gives the high-precision answer.
     ``min_speedup`` is the hardware-independent floor: the claim that the technique wins at all,
     used where no expectation is recorded for the hardware.
-    ``host_dispatch="timed"`` is for cases whose lesson is the host's launch path: the events then start before
-    the host dispatches the call, instead of after a hold that hides a call's first ~50 us of dispatch.
+    ``host_dispatch="timed"`` is for cases whose arms do host work that is part of the lesson (the launch path,
+    file reads, CPU preprocessing, pageable copies): the events then start before the host dispatches the call,
+    instead of after a hold (see ``clocks``) that hides a call's first 50-400 us of dispatch.
     """
 
     name: str

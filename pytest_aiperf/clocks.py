@@ -6,9 +6,10 @@ rather than the host's Python and launch path in front of it. The hold adapts pe
 VM the host's dispatch of one kernel took 15-25 us most of the time but 60-100 us for seconds at a stretch, and
 every microsecond past the hold lands inside the events (a 178 us copy kernel read 192 us; both arms of a pair
 gain the same absolute time, so the speedup moves too). A call whose dispatch outlasted its hold raises that
-arm's hold for the calls after it, up to ``MAX_HOLD_US``. Dispatch longer than ``SHORT_DISPATCH_US`` is the arm's
-own host work (a Python loop of launches, a host pipeline that synchronizes) and is never hidden beyond the base
-hold: cases whose lesson is that host work declare ``host_dispatch="timed"`` and run with no hold at all.
+arm's hold for the calls after it, up to ``MAX_HOLD_US``. Dispatch longer than ``SHORT_DISPATCH_US``, or a call
+that returns only after its device work finished, is the arm's own host work (a Python loop of launches, a host
+pipeline that synchronizes) and is never hidden beyond the base hold: cases whose lesson is that host work
+declare ``host_dispatch="timed"`` and run with no hold at all.
 """
 
 from __future__ import annotations
@@ -43,15 +44,17 @@ class DispatchHold:
     def calls(self, fn: Callable[..., Any]) -> int:
         return self._calls.get(fn, 0)
 
-    def observe(self, fn: Callable[..., Any], dispatch_us: float) -> bool:
+    def observe(self, fn: Callable[..., Any], dispatch_us: float, pending: bool = True) -> bool:
         """Note one call's host dispatch time; True when it outlasted its hold (the device may have waited on
-        the host inside the events). A short dispatch that did raises the arm's hold to twice that time."""
+        the host inside the events). A short dispatch that did raises the arm's hold to twice that time, if the
+        call returned with its work still ``pending`` on the device: an arm that waits for the device before
+        returning does host work between device steps, which is its own time and is never hidden."""
         hold = self.hold_us(fn)
         self._calls[fn] = self._calls.get(fn, 0) + 1
         if dispatch_us <= hold:
             return False
         self._late[fn] = self._late.get(fn, 0) + 1
-        if dispatch_us <= self.short_us and hold < self.max_us:
+        if pending and dispatch_us <= self.short_us and hold < self.max_us:
             self._holds[fn] = min(self.max_us, 2 * dispatch_us)
         return True
 
@@ -104,10 +107,11 @@ class CudaEvents:
         start.record()
         out = fn(*args)
         dispatched = time.perf_counter()
+        pending = bool(held_us) and not torch.cuda.current_stream().query()
         end.record()
         torch.cuda.synchronize()
         if held_us:
-            self.hold.observe(fn, (dispatched - t0) * 1e6)
+            self.hold.observe(fn, (dispatched - t0) * 1e6, pending=pending)
         wall = max(0.0, (time.perf_counter() - t0) * 1e3 - held_us / 1e3)
         del out
         return start.elapsed_time(end), wall

@@ -49,3 +49,9 @@ def test_an_arms_own_long_host_work_is_never_hidden_beyond_the_base_hold() -> No
 def test_an_impossible_hold_range_is_refused(base: float, top: float) -> None:
     with pytest.raises(ValueError, match="base_us"):
         DispatchHold(base_us=base, max_us=top)
+
+
+def test_an_arm_that_waits_for_the_device_keeps_the_base_hold_however_short_its_host_work() -> None:
+    hold = DispatchHold(base_us=50, max_us=400, short_us=200)
+    assert hold.observe(arm, 120.0, pending=False) is True
+    assert hold.hold_us(arm) == 50, "a synchronizing arm's host work between device steps is its own time"
