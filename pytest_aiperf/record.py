@@ -45,8 +45,8 @@ Arm record::
     wall_median_ms float: synchronized host time per call (the side-stream cross-check)
     energy_mj      float or None: energy per call from the NVML energy counter (back-to-back calls)
     peak_bytes     int or None: peak device memory allocated during one call (memory goal)
-    dispatch       {"hold_us", "late_calls"} on a GPU with the dispatch hidden: the hold the arm ran behind at the
-                   end, and how many of its calls (this process so far) were dispatched slower than their hold
+    dispatch       {"hold_us", "late_calls", "calls"} on a GPU with the dispatch hidden: the hold the arm ran behind
+                   at the end, and of its calls in this process so far, how many were dispatched slower than their hold
 """
 
 from __future__ import annotations
