@@ -68,6 +68,8 @@ class Case:
     ``host_dispatch="timed"`` is for cases whose arms do host work that is part of the lesson (the launch path,
     file reads, CPU preprocessing, pageable copies): the events then start before the host dispatches the call,
     instead of after a hold (see ``clocks``) that hides a call's first 50-400 us of dispatch.
+    ``min_capability`` (for example ``(9, 0)`` for TMA, wgmma, clusters or FP8 on Hopper) skips the case, with that
+    reason, on a GPU of a lower compute capability; it implies ``needs_cuda``.
     """
 
     name: str
@@ -86,6 +88,7 @@ class Case:
     host_dispatch: DispatchMode = "hidden"
     needs_cuda: bool = False
     budget_s: float | None = None
+    min_capability: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum() or self.name != self.name.lower():
@@ -103,6 +106,10 @@ class Case:
             raise ValueError(f"case {self.name}: needs at least one timing shape and one check shape")
         if self.min_speedup <= 0:
             raise ValueError(f"case {self.name}: min_speedup must be positive")
+        if self.min_capability is not None:
+            if len(self.min_capability) != 2 or not all(isinstance(v, int) for v in self.min_capability):
+                raise ValueError(f"case {self.name}: min_capability must be (major, minor), got {self.min_capability!r}")
+            object.__setattr__(self, "needs_cuda", True)
 
     def params(self) -> list[CaseParam]:
         """One parameter per (dtype, timing shape), in declaration order."""

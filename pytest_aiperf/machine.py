@@ -155,6 +155,21 @@ def static_info() -> dict[str, Any]:
     return {"count": len(gpus), "names": [gpu.name for gpu in gpus], "driver": driver, "cuda_driver": cuda_driver}
 
 
+def lacks_capability(needed: tuple[int, int] | None, have: tuple[int, int] | None = None) -> str | None:
+    """Why the current CUDA device cannot run a case that needs compute capability ``needed``, or None if it can.
+    ``have`` defaults to the current device's capability (only asked when ``needed`` is set)."""
+    if needed is None:
+        return None
+    if have is None:
+        import torch
+
+        have = tuple(torch.cuda.get_device_capability())
+    if tuple(have) >= tuple(needed):
+        return None
+    return (f"needs compute capability {needed[0]}.{needed[1]} or later (this GPU has {have[0]}.{have[1]}): it uses "
+            f"instructions or hardware units that GPU lacks; see its kernel module")
+
+
 def _query(read: Any) -> Any:
     """One NVML reading, or None where the device or driver does not support it."""
     try:

@@ -180,7 +180,8 @@ def energy_per_call(backend: Any, fn: Callable[..., Any], args: Sequence[Any], t
 
 
 def measure_ceilings(backend: Any) -> dict[str, Any] | None:
-    """The device's own ceilings, measured once per process: a large copy and large matrix products."""
+    """The device's own ceilings, measured once per process: a large copy and large matrix products (cuBLAS; fp8
+    through ``torch._scaled_mm`` with unit scales, on GPUs of compute capability 8.9 and later)."""
     if backend.device != "cuda":
         return None
     import torch
@@ -200,6 +201,13 @@ def measure_ceilings(backend: Any) -> dict[str, Any] | None:
         a = torch.randn(n, n, device="cuda", dtype=dtype)
         b = torch.randn(n, n, device="cuda", dtype=dtype)
         tflops[label] = 2 * n**3 / (best_ms(lambda: a @ b, 10) / 1e3) / 1e12
+        del a, b
+    if torch.cuda.get_device_capability() >= (8, 9):
+        n, one = 8192, torch.ones((), device="cuda")
+        a = torch.randn(n, n, device="cuda").to(torch.float8_e4m3fn)
+        b = torch.randn(n, n, device="cuda").to(torch.float8_e4m3fn).t()
+        gemm = lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)  # noqa: E731
+        tflops["fp8"] = 2 * n**3 / (best_ms(gemm, 10) / 1e3) / 1e12
         del a, b
     torch.cuda.empty_cache()
     return {"copy_gbps": copy_gbps, "matmul_tflops": tflops}

@@ -31,7 +31,7 @@ Keys (``None`` where a value was not measured)::
                    the repeat's)
     telemetry      {"sm_clock_mhz": [min, max], "mem_clock_mhz": [min, max], "temp_c": [min, max],
                     "power_w": [min, max], "throttle": [reason names seen], "gpu_uuid": str} or None
-    ceilings       {"copy_gbps": float, "matmul_tflops": {"fp32": float, "bf16": float}} or None
+    ceilings       {"copy_gbps": float, "matmul_tflops": {"fp32": float, "bf16": float, "fp8": float}} or None
     correctness    {"seeds": [...], "shapes": [[...]], "err_baseline": float, "err_optimized": float,
                     "bound": float, "rule": str}
     provenance     {"gpu", "sm_count", "l2_bytes", "driver", "host_cpus", "host_cpu_model", "cuda", "torch",
@@ -78,7 +78,8 @@ def achieved(record: dict[str, Any], arm_name: str = "optimized") -> dict[str, f
     items = work.get("items", 0) / seconds if work.get("items") else None
     ceilings = record.get("ceilings") or {}
     pct_bw = 100 * gbps / ceilings["copy_gbps"] if gbps and ceilings.get("copy_gbps") else None
-    precision = work.get("flops_at") or ("fp32" if record.get("dtype") in ("fp32", "fp64", "tf32") else "bf16")
+    precision = work.get("flops_at") or {"fp32": "fp32", "fp64": "fp32", "tf32": "fp32",
+                                         "fp8e4m3": "fp8"}.get(record.get("dtype"), "bf16")
     peak = (ceilings.get("matmul_tflops") or {}).get(precision)
     pct_flops = 100 * tflops / peak if tflops and peak else None
     return {"gbps": gbps, "tflops": tflops, "items_per_s": items, "pct_bw": pct_bw, "pct_flops": pct_flops}

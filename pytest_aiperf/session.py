@@ -189,6 +189,9 @@ class AiperfSession:
         device = backend.device if backend is not None else "cpu"
         if case.needs_cuda and device != "cuda":
             raise Skip(f"{param.id} needs a CUDA device (it uses pinned memory, streams or CUDA kernels)")
+        lacking = machine.lacks_capability(case.min_capability)
+        if lacking:
+            raise Skip(f"{param.id} {lacking}")
         report = checks.verify(param, device)
         if backend is None:
             raise Skip(f"timing skipped: no CUDA device. Correctness verified on {device}: {len(report.seeds)} seeds x "

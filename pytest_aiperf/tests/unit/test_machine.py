@@ -243,3 +243,14 @@ def test_host_cpu_model_reads_the_first_model_name(tmp_path: Path) -> None:
 
 def test_host_cpu_model_of_an_unreadable_file_is_unknown(tmp_path: Path) -> None:
     assert machine.host_cpu_model(str(tmp_path / "missing")) is None
+
+
+def test_a_case_needing_a_newer_gpu_is_refused_with_both_capabilities_named() -> None:
+    why = machine.lacks_capability((9, 0), have=(8, 0))
+    assert why is not None and "9.0" in why and "8.0" in why, why
+
+
+def test_a_gpu_at_or_above_the_needed_capability_runs_the_case() -> None:
+    assert machine.lacks_capability((9, 0), have=(9, 0)) is None
+    assert machine.lacks_capability((8, 9), have=(9, 0)) is None
+    assert machine.lacks_capability(None) is None
