@@ -35,6 +35,8 @@ import inspect
 from functools import lru_cache
 from typing import Any
 
+from pytest_aiperf.record import achieved, flops_precision
+
 VARIANTS = ("baseline", "optimized")
 TIMERS = {"cuda-events": "cuda_event", "cpu-clock": "cpu_clock"}
 METADATA_PARAMETERS = ("self", "fixture", "iterations", "options")
@@ -145,6 +147,26 @@ def extra_info(record: dict[str, Any], variant: str) -> dict[str, Any]:
         "gpu_uuid": telemetry.get("gpu_uuid"),
         "dispatch_hold_us": dispatch.get("hold_us"),
         "late_dispatch_calls": dispatch.get("late_calls"),
+        **roofline(record, variant),
+    }
+
+
+def roofline(record: dict[str, Any], variant: str) -> dict[str, Any]:
+    """Where one arm sits on the roofline, ready to chart: its work's arithmetic intensity (flop/byte), what it
+    achieved, and the measured roofs it is compared with (``None`` where the work model or the ceiling lacks it)."""
+    work = record.get("work") or {}
+    rates = achieved(record, variant) if (record.get(variant) or {}).get("median_ms") else {}
+    ceilings = record.get("ceilings") or {}
+    precision = flops_precision(record)
+    return {
+        "work_bytes": work.get("bytes") or None,
+        "work_flops": work.get("flops") or None,
+        "intensity_flop_per_byte": work["flops"] / work["bytes"] if work.get("flops") and work.get("bytes") else None,
+        "achieved_gbps": rates.get("gbps"),
+        "achieved_tflops": rates.get("tflops"),
+        "ceiling_gbps": ceilings.get("copy_gbps"),
+        "ceiling_tflops": (ceilings.get("matmul_tflops") or {}).get(precision),
+        "ceiling_precision": precision,
     }
 
 

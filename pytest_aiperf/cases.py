@@ -107,7 +107,8 @@ class Case:
         if self.min_speedup <= 0:
             raise ValueError(f"case {self.name}: min_speedup must be positive")
         if self.min_capability is not None:
-            if len(self.min_capability) != 2 or not all(isinstance(v, int) for v in self.min_capability):
+            given = self.min_capability
+            if not isinstance(given, tuple) or len(given) != 2 or not all(isinstance(v, int) for v in given):
                 raise ValueError(f"case {self.name}: min_capability must be (major, minor), got {self.min_capability!r}")
             object.__setattr__(self, "needs_cuda", True)
 

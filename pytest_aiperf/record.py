@@ -69,6 +69,12 @@ def arm(samples_ms: list[float], *, median_ms: float, q1_ms: float, q3_ms: float
     }
 
 
+def flops_precision(record: dict[str, Any]) -> str:
+    """Which measured matmul ceiling a case's flops are compared with: its work's ``flops_at``, else its dtype's."""
+    return ((record.get("work") or {}).get("flops_at")
+            or {"fp32": "fp32", "fp64": "fp32", "tf32": "fp32", "fp8e4m3": "fp8"}.get(record.get("dtype"), "bf16"))
+
+
 def achieved(record: dict[str, Any], arm_name: str = "optimized") -> dict[str, float | None]:
     """Achieved GB/s, TFLOP/s and items/s of one arm, and their share of the measured ceilings."""
     work = record.get("work") or {}
@@ -78,8 +84,6 @@ def achieved(record: dict[str, Any], arm_name: str = "optimized") -> dict[str, f
     items = work.get("items", 0) / seconds if work.get("items") else None
     ceilings = record.get("ceilings") or {}
     pct_bw = 100 * gbps / ceilings["copy_gbps"] if gbps and ceilings.get("copy_gbps") else None
-    precision = work.get("flops_at") or {"fp32": "fp32", "fp64": "fp32", "tf32": "fp32",
-                                         "fp8e4m3": "fp8"}.get(record.get("dtype"), "bf16")
-    peak = (ceilings.get("matmul_tflops") or {}).get(precision)
+    peak = (ceilings.get("matmul_tflops") or {}).get(flops_precision(record))
     pct_flops = 100 * tflops / peak if tflops and peak else None
     return {"gbps": gbps, "tflops": tflops, "items_per_s": items, "pct_bw": pct_bw, "pct_flops": pct_flops}

@@ -112,6 +112,25 @@ def test_extra_info_holds_json_native_scalars_only() -> None:
     assert all(value is None or isinstance(value, (str, int, float, bool)) for value in info.values())
 
 
+def test_each_arm_carries_its_place_on_the_roofline_for_a_chart() -> None:
+    record = make_record()
+    base, opt = (benchexport.extra_info(record, arm) for arm in ("baseline", "optimized"))
+    assert opt["intensity_flop_per_byte"] == pytest.approx(1048576.0 / 1.2582912e7)
+    assert opt["achieved_gbps"] == pytest.approx(1.2582912e7 / 0.7e-3 / 1e9)
+    assert base["achieved_gbps"] == pytest.approx(1.2582912e7 / 2.2e-3 / 1e9)
+    assert opt["achieved_tflops"] == pytest.approx(1048576.0 / 0.7e-3 / 1e12)
+    assert (opt["ceiling_gbps"], opt["ceiling_tflops"], opt["ceiling_precision"]) == (3000.0, 60.0, "fp32")
+
+
+def test_an_fp8_case_is_charted_against_the_fp8_roof_and_a_case_without_flops_has_no_intensity() -> None:
+    fp8 = make_record(dtype="fp8e4m3", ceilings={"copy_gbps": 3000.0,
+                                                 "matmul_tflops": {"fp32": 60.0, "bf16": 900.0, "fp8": 1500.0}})
+    assert benchexport.extra_info(fp8, "optimized")["ceiling_tflops"] == 1500.0
+    copy_only = benchexport.extra_info(make_record(work={"bytes": 1e6, "flops": 0.0}, ceilings=None), "optimized")
+    assert copy_only["intensity_flop_per_byte"] is None and copy_only["achieved_tflops"] is None
+    assert copy_only["ceiling_gbps"] is None and copy_only["achieved_gbps"] == pytest.approx(1e6 / 0.7e-3 / 1e9)
+
+
 def test_cpu_clock_records_are_labelled_with_the_cpu_timer() -> None:
     config = enabled_config()
     benchexport.export(config, make_record(backend="cpu-clock", device="cpu", hardware="cpu"))

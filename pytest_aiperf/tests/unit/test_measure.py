@@ -99,3 +99,12 @@ def test_pin_host_does_nothing_for_a_backend_without_launches() -> None:
     assert host.pin_host(clocks.CpuClock()) is None
     if before is not None:
         assert os.sched_getaffinity(0) == before
+
+
+def test_a_case_needing_a_compute_capability_also_needs_cuda_and_rejects_a_malformed_one() -> None:
+    from pytest_aiperf import Case
+
+    args = dict(baseline=abs, optimized=abs, inputs=lambda *a: (), time_shapes=[(4,)], check_shapes=[(2,)])
+    assert Case(name="tma_copy", min_capability=(9, 0), **args).needs_cuda
+    with pytest.raises(ValueError, match=r"min_capability must be \(major, minor\), got 9"):
+        Case(name="tma_copy", min_capability=9, **args)
