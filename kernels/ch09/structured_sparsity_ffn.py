@@ -27,6 +27,7 @@ Napkin math on an H100 SXM (dense bf16 ~600-700 TFLOP/s at these GEMM shapes, co
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from typing import Any
 
@@ -78,7 +79,10 @@ def _compressed(weight: torch.Tensor) -> torch.Tensor:
     if key not in _COMPRESSED:
         backend = _sparse_backend()
         try:
-            _COMPRESSED[key] = backend.from_dense(weight)
+            with warnings.catch_warnings():  # torch warns once that the API is a prototype
+                warnings.filterwarnings("ignore", "The PyTorch API of SparseSemiStructuredTensor is in prototype",
+                                        UserWarning)
+                _COMPRESSED[key] = backend.from_dense(weight)
         except (RuntimeError, NotImplementedError, ValueError) as exc:
             pytest.skip(f"no 2:4 sparse GEMM backend for this GPU in torch {torch.__version__} "
                         f"({backend.__name__}): {exc}")
