@@ -10,7 +10,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int kChunk = 8;  // rows per atomic grab: ~130 K grabs for 1 M rows, well under one counter's atomic rate
 
 __device__ __forceinline__ void warp_row(float* __restrict__ y, const int64_t* __restrict__ row_ptr,
                                          const int* __restrict__ cols, const float* __restrict__ vals,
@@ -33,20 +32,20 @@ __global__ void __launch_bounds__(kThreads) spmv_static_kernel(float* __restrict
   for (int64_t row = first + warp; row < last; row += kWarps) warp_row(y, row_ptr, cols, vals, x, row, lane);
 }
 
-// Each warp grabs the next kChunk rows from the queue until it is empty. `next` is zeroed on the stream first.
+// Each warp grabs the next `chunk` rows from the queue until it is empty. `next` is zeroed on the stream first.
 __global__ void __launch_bounds__(kThreads) spmv_queue_kernel(float* __restrict__ y,
                                                               const int64_t* __restrict__ row_ptr,
                                                               const int* __restrict__ cols,
                                                               const float* __restrict__ vals,
                                                               const float* __restrict__ x, int64_t rows,
-                                                              unsigned long long* __restrict__ next) {
+                                                              unsigned long long* __restrict__ next, int64_t chunk) {
   const int lane = threadIdx.x % 32;
   while (true) {
     unsigned long long start = 0;
-    if (lane == 0) start = atomicAdd(next, static_cast<unsigned long long>(kChunk));
+    if (lane == 0) start = atomicAdd(next, static_cast<unsigned long long>(chunk));
     start = __shfl_sync(0xffffffffu, start, 0);
     if (start >= static_cast<unsigned long long>(rows)) return;
-    const int64_t end = min(static_cast<int64_t>(start) + kChunk, rows);
+    const int64_t end = min(static_cast<int64_t>(start) + chunk, rows);
     for (int64_t row = static_cast<int64_t>(start); row < end; ++row) warp_row(y, row_ptr, cols, vals, x, row, lane);
   }
 }
@@ -74,13 +73,15 @@ AIPERF_EXPORT int spmv_static_rows(float* y, const int64_t* row_ptr, const int* 
 }
 
 AIPERF_EXPORT int spmv_row_queue(float* y, const int64_t* row_ptr, const int* cols, const float* vals,
-                                 const float* x, int64_t rows, unsigned long long* counter, cudaStream_t stream) {
+                                 const float* x, int64_t rows, unsigned long long* counter, int64_t chunk,
+                                 cudaStream_t stream) {
   if (rows <= 0) return 0;
+  if (chunk <= 0) return static_cast<int>(cudaErrorInvalidValue);
   unsigned grid = 0;
   if (const cudaError_t err = persistent_grid(spmv_queue_kernel, &grid)) return static_cast<int>(err);
   if (const cudaError_t err = cudaMemsetAsync(counter, 0, sizeof(unsigned long long), stream)) {
     return static_cast<int>(err);
   }
-  spmv_queue_kernel<<<grid, kThreads, 0, stream>>>(y, row_ptr, cols, vals, x, rows, counter);
+  spmv_queue_kernel<<<grid, kThreads, 0, stream>>>(y, row_ptr, cols, vals, x, rows, counter, chunk);
   AIPERF_RETURN_LAUNCH_ERROR();
 }

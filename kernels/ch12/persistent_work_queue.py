@@ -42,6 +42,8 @@ from kernels import normal, seeded
 from pytest_aiperf import Work
 from pytest_aiperf.build import CudaLibrary
 
+CHUNK_ROWS = 8  # rows per atomic grab
+
 _lib = CudaLibrary(__file__, "persistent_work_queue.cu")
 MIN_ROW, MAX_ROW, TAIL = 8, 2048, 1.1
 
@@ -70,10 +72,10 @@ def baseline_static_row_ranges(row_ptr: torch.Tensor, cols: torch.Tensor, vals: 
 
 def optimized_atomic_row_queue(row_ptr: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor,
                                x: torch.Tensor) -> torch.Tensor:
-    """The same persistent grid, warps pulling 8-row chunks from an atomic counter."""
+    """The same persistent grid, warps pulling ``CHUNK_ROWS``-row chunks from an atomic counter."""
     y = torch.empty_like(x)
     counter = torch.empty(1, dtype=torch.int64, device=x.device)
-    _lib.spmv_row_queue(y, row_ptr, cols, vals, x, x.numel(), counter)
+    _lib.spmv_row_queue(y, row_ptr, cols, vals, x, x.numel(), counter, CHUNK_ROWS)
     return y
 
 
