@@ -43,7 +43,7 @@ def inputs(shape: tuple[int, ...], dtype: str, seed: int, device: Any) -> tuple[
     rows, dim = shape
     gen = seeded(seed)
     x = normal(gen, (rows, dim), dtype, device)
-    gamma = 1.0 + normal(gen, (dim,), dtype, device, std=0.1)
+    gamma = (1.0 + normal(gen, (dim,), "fp32", device, std=0.1)).to(x.dtype)
     return x, gamma
 
 

@@ -1,7 +1,8 @@
 """L2-norm + scale fusion (Triton, bf16): row norms and a scaling pass as two Triton kernels vs one fused kernel.
 
 The Triton counterpart of ``l2norm_scale_fusion`` (same function, ``y = x / max(||x_r||_2, eps) * gamma``), on a
-bf16 hidden state as a bf16 model stores it; both arms accumulate and scale in fp32 and round once to bf16.
+bf16 hidden state as a bf16 model stores it; both arms accumulate and scale in fp32 and round once to bf16. It
+shares ``inputs``, ``reference`` and ``work`` with the CUDA pair.
 
 - Baseline: ``_row_inverse_norm`` (one program per row) reads x and writes an fp32 inverse norm per row; then
   ``_scale_rows`` (one program per row) reads x again with its inverse norm and gamma and writes y. HBM-bound; x
@@ -23,16 +24,12 @@ Napkin math on an H100 SXM (~3.0 TB/s):
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import triton
 import triton.language as tl
 
-from kernels import itemsize, normal, seeded
-from pytest_aiperf import Work
+from kernels.ch09.l2norm_scale_fusion import EPS, inputs, reference, work  # noqa: F401 (the case's inputs and reference)
 
-EPS = 1e-12  # F.normalize's default
 
 
 @triton.jit
@@ -73,15 +70,6 @@ def _launch_config(dim: int) -> tuple[int, int]:
     return block, min(max(block // 512, 1), 8)
 
 
-def inputs(shape: tuple[int, ...], dtype: str, seed: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """A unit-normal hidden state (rows, dim) and a per-channel scale around 1 (a trained norm weight)."""
-    rows, dim = shape
-    gen = seeded(seed)
-    x = normal(gen, (rows, dim), dtype, device)
-    gamma = (1.0 + normal(gen, (dim,), "fp32", device, std=0.1)).to(x.dtype)
-    return x, gamma
-
-
 def baseline_two_triton_kernels(x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
     """Row inverse norms into an fp32 temporary, then a second kernel that re-reads x and scales it."""
     rows, dim = x.shape
@@ -100,15 +88,3 @@ def optimized_fused_triton_kernel(x: torch.Tensor, gamma: torch.Tensor) -> torch
     y = torch.empty_like(x)
     _l2norm_scale_fused[(rows,)](y, x, gamma, dim, EPS, BLOCK=block, num_warps=warps)
     return y
-
-
-def reference(x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
-    """The normalized, scaled rows in float64."""
-    x = x.double()
-    return x / torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(EPS) * gamma.double()
-
-
-def work(shape: tuple[int, ...], dtype: str) -> Work:
-    """Read x and gamma once, write y once; a square-add and two multiplies per element."""
-    rows, dim = shape
-    return Work(bytes=float(itemsize(dtype) * (2 * rows * dim + dim)), flops=float(4 * rows * dim))
