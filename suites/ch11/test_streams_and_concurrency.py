@@ -5,6 +5,7 @@
 - concurrent_expert_streams: a graph-captured MoE layer's small per-expert MLPs on one stream vs forked over four.
 - overlapped_snapshot_staging: checkpoint staging D2H then the next forward vs both at once on two streams.
 - bidirectional_copy_streams: a D2H and an H2D copy on one stream vs one stream per direction (both copy engines).
+- side_stream_ema: the weights' moving average updated before the next forward vs on a side stream beside it.
 
 Every variant forks its side streams from torch's current stream and joins them back before returning, so the
 events on the current stream time the whole call. Each kernel module's header has the napkin math and the predicted
@@ -17,7 +18,7 @@ from __future__ import annotations
 import pytest
 
 from kernels.ch11 import (bidirectional_copy_streams, concurrent_expert_streams, overlapped_snapshot_staging,
-                          pipelined_copy_compute, stream_ordered_allocator)
+                          pipelined_copy_compute, side_stream_ema, stream_ordered_allocator)
 from pytest_aiperf import Case
 
 CASES = [
@@ -46,6 +47,11 @@ CASES = [
          inputs=bidirectional_copy_streams.inputs, reference=bidirectional_copy_streams.reference,
          work=bidirectional_copy_streams.work, needs_cuda=True,
          check_shapes=[(17,), (1,), (100003,)], time_shapes=[(218103808,)], dtypes=["bf16"], min_speedup=1.3),
+    Case(name="side_stream_ema", baseline=side_stream_ema.baseline_ema_then_forward,
+         optimized=side_stream_ema.optimized_ema_on_side_stream, inputs=side_stream_ema.inputs,
+         work=side_stream_ema.work, needs_cuda=True,
+         check_shapes=[(5, 24, 40), (1, 8, 3), (33, 16, 9)], time_shapes=[(4096, 4096, 14336)], dtypes=["bf16"],
+         min_speedup=1.05),
 ]
 
 
