@@ -2,7 +2,7 @@
 
 - l2norm_scale_fusion: row L2 norms then a scaling pass as two CUDA kernels vs one fused kernel (x read once).
 - l2norm_scale_fusion_triton: the same pair in Triton on a bf16 hidden state.
-- epilogue_fusion: a ResNet bottleneck's folded-BN scale + shift + residual + ReLU as 4 eager ops vs one Triton pass.
+- bn_residual_relu_fusion: a ResNet bottleneck's folded-BN scale + shift + residual + ReLU as 4 eager ops vs one Triton pass.
 - gated_rmsnorm_fusion: Mamba-2's gated RMSNorm as eager SiLU, multiply and F.rms_norm vs one Triton kernel.
 - register_micro_tiling: an fp32 matmul on 32 x 32 shared slabs, one output per thread vs a 4 x 4 register tile.
 - structured_sparsity_ffn: a Llama-3-8B SwiGLU MLP on dense bf16 GEMMs vs 2:4 sparse tensor-core GEMMs.
@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.ch09 import (epilogue_fusion, gated_rmsnorm_fusion, l2norm_scale_fusion, l2norm_scale_fusion_triton,
-                          polynomial_roofline, register_micro_tiling, structured_sparsity_ffn)
+from kernels.ch09 import (bn_residual_relu_fusion, gated_rmsnorm_fusion, l2norm_scale_fusion,
+                          l2norm_scale_fusion_triton, polynomial_roofline, register_micro_tiling,
+                          structured_sparsity_ffn)
 from pytest_aiperf import Case, Tolerance
 
 # No 1-element outputs in bf16 Triton cases: the CPU interpreter (CI) truncates fp32 -> bf16 where the GPU rounds.
@@ -34,9 +35,9 @@ CASES = [
          optimized=l2norm_scale_fusion_triton.optimized_fused_triton_kernel, inputs=l2norm_scale_fusion_triton.inputs,
          reference=l2norm_scale_fusion_triton.reference, work=l2norm_scale_fusion_triton.work,
          check_shapes=ROW_CHECK_SHAPES, time_shapes=[(16384, 4096)], dtypes=["bf16"], min_speedup=1.2),
-    Case(name="epilogue_fusion", baseline=epilogue_fusion.baseline_eager_chain,
-         optimized=epilogue_fusion.optimized_fused_triton, inputs=epilogue_fusion.inputs,
-         reference=epilogue_fusion.reference, work=epilogue_fusion.work,
+    Case(name="bn_residual_relu_fusion", baseline=bn_residual_relu_fusion.baseline_eager_chain,
+         optimized=bn_residual_relu_fusion.optimized_fused_triton, inputs=bn_residual_relu_fusion.inputs,
+         reference=bn_residual_relu_fusion.reference, work=bn_residual_relu_fusion.work,
          check_shapes=[(1, 33), (33, 1), (70, 256)], time_shapes=[(200704, 256)], dtypes=["bf16"], min_speedup=2.0),
     Case(name="gated_rmsnorm_fusion", baseline=gated_rmsnorm_fusion.baseline_eager_gate_then_rms_norm,
          optimized=gated_rmsnorm_fusion.optimized_fused_triton, inputs=gated_rmsnorm_fusion.inputs,

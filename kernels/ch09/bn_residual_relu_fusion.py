@@ -1,4 +1,4 @@
-"""Epilogue fusion: a residual block's scale + shift + residual + ReLU as eager ops vs one fused Triton pass.
+"""BN + residual + ReLU fusion: a residual block's scale, shift, residual add and ReLU as eager ops vs one Triton pass.
 
 The tail of a ResNet-50 bottleneck block at inference, with its last BatchNorm folded into a per-channel
 ``scale``/``shift`` (the usual inference transform): ``y = relu(x * scale + shift + residual)``, on channels-last
