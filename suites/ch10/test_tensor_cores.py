@@ -1,7 +1,7 @@
 """Chapter 10: tensor cores on Hopper.
 
 - tensor_core_dot: one Triton GEMM kernel with fp32 operands on the CUDA cores (FFMA) vs bf16 operands on wgmma.
-- tma_persistent_gemm: a Triton bf16 GEMM with pointer loads and no pipeline vs TMA, 3 stages and a persistent grid.
+- tma_persistent_gemm: the tutorial Triton bf16 GEMM (pointer loads, 3 stages) vs TMA loads and a persistent grid.
 - fp8_scaled_gemm: a bf16 linear layer vs fp8 weights and per-call per-tensor fp8 activations in ``_scaled_mm``.
 - fused_epilogue: cuBLASLt GEMM + bias then a GELU kernel vs bias and GELU in the cuBLASLt epilogue.
 - dsmem_cluster_reduction: split-row logsumexp partials combined by a second kernel vs in a cluster through DSMEM.
@@ -25,11 +25,11 @@ CASES = [
          dtypes=["fp32"], min_speedup=4.0,
          tolerance=Tolerance(rel=1e-2, reason="bf16 operands (2^-8 unit roundoff): ~0.3% relative error with fp32 "
                                               "accumulation")),
-    Case(name="tma_persistent_gemm", baseline=tma_persistent_gemm.baseline_unpipelined_gemm,
+    Case(name="tma_persistent_gemm", baseline=tma_persistent_gemm.baseline_tutorial_gemm,
          optimized=tma_persistent_gemm.optimized_tma_persistent_gemm, inputs=tma_persistent_gemm.inputs,
          reference=tma_persistent_gemm.reference, work=tma_persistent_gemm.work,
          check_shapes=[(33, 72, 200), (130, 72, 264), (1, 24, 8)],
-         time_shapes=[(4096, 4096, 4096), (8192, 8192, 8192)], dtypes=["bf16"], min_speedup=1.3),
+         time_shapes=[(4096, 4096, 4096), (8192, 8192, 8192)], dtypes=["bf16"], min_speedup=1.1),
     Case(name="fp8_scaled_gemm", baseline=fp8_scaled_gemm.baseline_bf16_linear,
          optimized=fp8_scaled_gemm.optimized_fp8_scaled_mm, inputs=fp8_scaled_gemm.inputs,
          reference=fp8_scaled_gemm.reference, work=fp8_scaled_gemm.work, min_capability=(8, 9),
