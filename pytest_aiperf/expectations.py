@@ -163,7 +163,8 @@ def pool(old: dict, new: dict) -> dict:
     One recording sees only its own process's noise; a speedup also moves between processes and between GPUs
     of the same model (allocation, host CPU, the card itself). Pooled, the expected speedup is the median of
     the recordings, and the margin is at least as wide as their spread (the band then holds every recording)
-    and at least the median of their in-run noise margins. ``margin_basis`` says which bound set it.
+    and at least the median of their in-run noise margins. ``margin_basis`` says which bound set it. The pooled
+    ``ci`` is the range of the recorded speedups (one process's bootstrap interval would not hold the median).
     """
     earlier = old.get("recordings") or [_recording(old["speedup"], old["noise_margin"],
                                                    (old.get("baseline") or {}).get("median_ms"),
@@ -180,7 +181,9 @@ def pool(old: dict, new: dict) -> dict:
         values = [r[f"{name}_ms"] for r in recordings if _is_number(r.get(f"{name}_ms"))]
         return {**new[name], "median_ms": _median(values) if values else new[name]["median_ms"]}
 
-    return {**new, "speedup": speedup, "noise_margin": max(spread, noise), "margin_basis": basis,
+    speedups = [r["speedup"] for r in recordings]
+    return {**new, "speedup": speedup, "ci": [min(speedups), max(speedups)], "noise_margin": max(spread, noise),
+            "margin_basis": basis,
             "baseline": arm("baseline"), "optimized": arm("optimized"), "recordings": recordings}
 
 

@@ -334,6 +334,7 @@ def test_mode_add_pools_recordings_median_speedup_and_a_band_that_holds_them_all
     assert entry["speedup"] == 8.0
     assert entry["noise_margin"] == pytest.approx(0.1)  # 8.8 / 8.0 - 1 beats 8.0 / 7.6 - 1 = 0.0526
     assert entry["margin_basis"] == "spread of 3 recordings"
+    assert entry["ci"] == [7.6, 8.8]  # the recordings' range, which holds the pooled median
     assert [(c.status, c.old, c.new) for c in changes] == [("pooled (3)", 8.4, 8.0)]  # 8.4: median of 8.0, 8.8
 
 
