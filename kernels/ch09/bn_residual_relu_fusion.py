@@ -20,6 +20,13 @@ Napkin math on an H100 SXM (~3.0 TB/s):
 - optimized: 308 MB = ~105 us.
 - predicted speedup: 9 / 3 passes = 3x (~2.7-3x with the eager kernels' bandwidth efficiency).
 The fused arm is also more accurate: it rounds to bf16 once instead of after every op.
+
+Measured (H100 VM, 2026-11-21, three processes at commits c0a8b42, 401dac0, 6242554; named epilogue_fusion then):
+435 us vs 99.3-99.4 us, 4.38x in each, above the predicted ~2.7-3x and above the header's own 9 / 3 bytes ratio.
+The pass count holds (4 kernels, 9 passes) and the fused arm ran at the copy rate (3.10 TB/s, 103% of the measured
+copy ceiling), so the eager chain ran below it: ~2.13 TB/s (derived: 925 MB / 435 us), ~69% of the fused rate.
+Likely (not profiled): ``x * scale`` and ``+ shift`` broadcast a (channels,) vector, a stride-0 operand that takes
+PyTorch's elementwise kernels off their vectorized contiguous path; the residual add and the ReLU stay on it.
 """
 
 from __future__ import annotations

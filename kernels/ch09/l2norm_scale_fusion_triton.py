@@ -20,6 +20,9 @@ Napkin math on an H100 SXM (~3.0 TB/s):
   row misses). Two Triton launches cost ~20-40 us of host time each, hidden behind the timed device work.
 - optimized: 268 MB = ~90 us.
 - predicted speedup: 403 / 268 = 1.5x (~1.4x with the read-only pass streaming a little faster than a copy).
+
+Measured (H100 VM, 2026-11-21, three processes at commits c0a8b42, 401dac0, 6242554): 133 us vs 87.1 us, 1.52x in
+each, as predicted; the fused kernel ran at 3.08 TB/s (102% of the measured copy ceiling).
 """
 
 from __future__ import annotations

@@ -24,6 +24,14 @@ Napkin math on an H100 SXM (~3.0 TB/s; fp32 FMA peak ~67 TFLOP/s, ~59 at a loade
   together overflow the 50 MB L2): k = 2 -> ~0.11 ms, 8 -> ~0.5 ms, 32 -> ~2.1 ms, 128 -> ~8.5 ms, 512 -> ~34 ms.
 - predicted speedups: ~2.5x, ~11x, ~45x, ~90-100x, ~90-100x: the gap grows with k while the fused arm is
   memory-bound, then flattens once it is compute-bound (both arms then grow linearly in k).
+
+Measured (H100 VM, 2026-11-21, three processes at commits c0a8b42, 401dac0, 6242554), k = 2, 8, 32, 128, 512:
+131 us, 583-584 us, 2.4 ms, 9.67 ms, 38.6-38.7 ms vs 43.3-43.4, 43.0-43.1, 47.7, 135, 502-503 us: 3.02-3.03x,
+13.54-13.56x, 50.32-50.40x, 71.41-71.87x, 76.78-76.95x. The memory-bound rows beat ~2.5x, ~11x and ~45x: the fused
+arm held the copy rate (93-104% of the measured ceiling) and the eager rows ran ~14-19% over their estimates
+(derived: 131 / 110 us to 38.7 / 34 ms). The compute-bound rows fell short of ~90-100x: 31.7-31.9 TFLOP/s at
+k = 128, 34.1-34.2 at k = 512, 61-68% of the measured fp32 ceiling (cuBLAS, 50.5-52.1 TFLOP/s), not the ~45-50
+assumed; likely the loop issues fewer FMAs per clock than the assumed ~75-80% of the issue rate (not profiled).
 """
 
 from __future__ import annotations

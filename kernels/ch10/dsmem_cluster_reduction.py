@@ -27,6 +27,12 @@ Napkin math on an H100 SXM (~3.0 TB/s):
 - baseline extra: the dependent second launch, ~2-4 us of device gap, and kernel 2 itself, ~2 us.
 - predicted speedup: ~16-19 us / ~13-14.5 us = ~1.15-1.35x. The win is fixed per call (one launch), so it
   shrinks as rows grow (a prefill batch of 8192 rows takes ~1.5 ms: a ~0.3% win) and grows for fewer rows.
+
+Measured (H100 VM, 2026-11-21, three processes at commits c0a8b42, 401dac0, 6242554): 22.2 us vs 20.8 us, 1.07x in
+each, below the predicted ~1.15-1.35x. The cluster kernel took 20.8 us, not ~12-14 us (1.58 TB/s, 52% of the
+measured copy ceiling), and the second kernel with its gap cost ~1.4 us (derived: 22.2 - 20.8), not ~4-6 us: a
+smaller saving over a longer kernel. Likely (not profiled): the one-wave grid spends much of its short life ramping
+up and draining, and kernel 2 is already queued behind kernel 1, so its device gap is short.
 """
 
 from __future__ import annotations

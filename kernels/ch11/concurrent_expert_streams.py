@@ -29,6 +29,12 @@ Napkin math on an H100 SXM:
   ~20 us, ~2.6 ms for 128 experts. If cuBLAS splits K to fill the GPU, ~10 us per expert and ~1.3 ms.
 - optimized: four experts in flight use ~100 SMs: ~0.7 ms, near the ~0.5 ms floors.
 - predicted speedup: ~2-3.5x (the low end if cuBLAS already splits K on one stream).
+
+Measured (H100 VM, 2026-11-21, three processes at commits c0a8b42, 401dac0, 6242554): 2.36-2.41 ms vs 1.59-1.61 ms,
+1.48x, 1.50x and 1.50x, below the predicted ~2-3.5x. The one-stream arm is near the ~2.6 ms estimated without
+split-K; the four-stream arm ran at 192-194 TFLOP/s (30-31% of the measured bf16 ceiling), ~2.3x its ~0.7 ms
+estimate (derived: 1.6 / 0.7). Likely (not profiled) the four experts' kernels overlap far less than the ~100 SMs
+assumed; a timeline would show how many experts are resident at once.
 """
 
 from __future__ import annotations

@@ -32,6 +32,13 @@ Napkin math on an H100 SXM:
   (~5 us) + wait for the step's ~15 us of kernels inside cudaFree + the unmap (~10-30 us) + the relaunch latency
   (~5 us) = ~45-85 us per step, ~1.5-2.7 ms for 32 steps.
 - predicted speedup: ~3-5x (2.5-5.5x; the driver's map/unmap cost per 16 MB is the uncertain term).
+
+Measured (H100 VM, 2026-11-21, three processes at commits c0a8b42, 401dac0, 6242554): 5.01, 4.7 and 3.34 ms vs 697,
+673 and 652 us: 7.18x, 6.99x and 5.12x, above the predicted ~3-5x. The optimized arm is near its ~0.5-0.6 ms
+estimate. The baseline took ~104-157 us per step (derived: / 32 steps), not ~45-85 us, and moved by a third between
+processes: it is host-timed, and every step's cudaFree synchronizes the device and waits on the driver, so it
+measures the host and driver path, which likely varied with the process (the three ran on different sets of host
+CPUs; not profiled). The map/unmap, the napkin's uncertain term, is the likely excess.
 """
 
 from __future__ import annotations

@@ -26,6 +26,13 @@ Napkin math on an H100 SXM:
 - optimized: per sweep, the sweep kernel (~3 us), the 1-thread condition kernel (~1.5 us) and the WHILE node's
   relaunch of its body (~1-2 us): ~5-7 us per sweep = ~1.2-1.6 ms, plus the clones (~5 us).
 - predicted speedup: ~7 ms / ~1.4 ms = ~5x (3-6x with the host's launch and sync latency).
+
+Measured (H100 VM, 2026-11-21, three processes at commits c0a8b42, 401dac0, 6242554): 10.6, 9.23 and 10.2 ms vs
+2.88, 2.92 and 2.91 ms: 3.66x, 3.17x and 3.51x, inside the predicted 3-6x but below its ~5x point. At the header's
+~230 sweeps, a host-driven sweep took ~40-46 us (derived) instead of ~25-35 us, and a device-driven one
+~12.5-12.7 us instead of ~5-7 us. Likely (not profiled) the WHILE node's iteration (the body's relaunch and the
+condition kernel) costs more than assumed, and the baseline's movement between processes is the host's round trip
+varying.
 """
 
 from __future__ import annotations

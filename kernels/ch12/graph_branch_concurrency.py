@@ -29,6 +29,12 @@ Napkin math on an H100 SXM (bf16):
   by side (their first GEMMs are 8-32 tiles each: ~140 CTAs at once over 132 SMs); ~40-50 us if the GEMMs' shared
   memory lets only one CTA per SM and the branches partly queue.
 - predicted speedup: ~170 / ~40 = ~4x (3-5x).
+
+Measured (H100 VM, 2026-11-21, three processes at commits c0a8b42, 401dac0, 6242554): 155-156 us vs 67.2-67.3 us,
+2.30-2.31x, below the predicted ~4x (3-5x). The serial chain is just below its ~160-180 us estimate; the branched
+graph took ~67 us, above even the ~40-50 us allowed for partly queued branches. Likely (not profiled) the towers'
+GEMMs share the SMs less than assumed and queue behind one another, and the fork, join and stack cost more than
+~5 us.
 """
 
 from __future__ import annotations

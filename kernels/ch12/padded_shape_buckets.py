@@ -34,6 +34,13 @@ Napkin math on an H100 SXM (bf16), per step (``cuda_graph_replay`` has the per-k
   kernels, ~2.6 ms at the mean bucket of 19.3, plus ~0.5-1 ms of inter-kernel gaps: ~3.3 ms per step, ~53 ms.
 - predicted speedup: ~150 / ~53 = ~2.8x (2.3-3.5x with the host's dispatch rate); ~15% below what exact-shape
   graphs would give.
+
+Measured (H100 VM, 2026-11-21, three processes at commits c0a8b42, 401dac0, 6242554): 328, 258 and 298 ms vs 64.6,
+64.6 and 64.1 ms: 5.08x, 3.99x and 4.65x (wide intervals, [3.55, 6.20] at the widest), above the predicted ~2.8x.
+Eager dispatch cost ~16-20 us per kernel (derived: 258-328 ms / (16 x 1,016)), not the 7-12 us assumed, close to the
+~15.5-21 us that ``cuda_graph_replay`` measured; the spread between processes is likely that host rate varying. The
+buckets took ~4.0 ms per step (derived: 64.6 / 16), above the ~3.3 ms estimated: likely more kernel time at the mean
+bucket than assumed (not profiled).
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ social or product graph does (one PageRank or GNN-aggregation step). One warp re
   sum of ~124 heavy-tailed row costs, so the warps finish at very different times and the kernel ends with the
   slowest one. Bound by the most loaded warp (a warp walks its rows one after another: ~3 dependent memory round
   trips per row, so it is latency-bound, and an idle neighbor cannot take its rows).
-- Optimized: the same grid and the same per-row code; each warp grabs the next 8 rows from a global counter
-  (``atomicAdd``, reset with ``cudaMemsetAsync`` on the stream inside the launcher) until the queue is empty, so
-  every warp stays busy until the last chunks. Bound by the mean warp load plus the last chunk's tail.
+- Optimized: the same grid and the same per-row code; each warp grabs the next ``CHUNK_ROWS`` (32) rows from a
+  global counter (``atomicAdd``, reset with ``cudaMemsetAsync`` on the stream inside the launcher) until the queue
+  is empty, so every warp stays busy until the last chunks. Bound by the mean warp load plus the last chunk's tail.
 
 A grid of one block per few rows (no persistence) is balanced by the hardware block scheduler already; this pair
 is about persistent kernels, which keep their blocks resident and so must schedule their own work. When row costs
@@ -26,19 +26,24 @@ Napkin math on an H100 SXM (132 SMs x 8 blocks x 8 warps = 8,448 warps, ~124 row
 - per row, a warp waits ~1.5 us (offsets, then values and columns, then the gathered x from L2) plus ~0.4 us per
   extra 32 nonzeros: ~1.9 us on average, so a perfectly balanced grid takes ~230 us (latency-bound, ~1.6 TB/s).
 - baseline: simulated over the timing shape's row lengths, the most loaded warp carries ~1.45x the mean: ~330 us.
-- optimized: ~230 us + ~5 us of atomics per warp + the tail of the last chunks and longest rows: ~280 us.
+- optimized (estimated for grabs of 8 rows, the first choice; the sweep below set ``CHUNK_ROWS`` to 32): ~230 us
+  + ~5 us of atomics per warp (~16 grabs) + the tail of the last chunks and longest rows: ~280 us. At 32 rows a
+  warp makes ~4 grabs (~1.3 us of atomics, scaled from the same estimate) but each chunk is 4x the rows, so the
+  tail of the last chunks is longer; the prediction below was made for 8 rows and is left as it was.
 - predicted speedup: ~330 / ~280 = ~1.2x: modest, because ~124 random rows per warp already average out most of
   the variance. Rows sorted by degree (hubs first, as many graph datasets number them) would make the static split
   several times worse and the queue no slower.
 
-Measured (H100 VM, 2026-11-21, commits c0a8b42 and 401dac0): a tie, not the predicted win; the prediction is
-wrong about the baseline. Static ranges took 475-486 us, not ~330 us, and the queue at chunk sizes 1, 2, 4, 8, 16,
-32, 64 and 128 rows took 1021, 712, 574, 504, 479, 471, 469 and 482 us (medians of 40 cold-L2 calls, one
-process). Both arms run at ~0.7 TB/s. The likely reason (not profiled) is that neither is bound by its most loaded
-warp: with 64 warps per SM, a slow warp's SM keeps its other warps loading, and the kernel is bound by the
-latency-limited gather rate of the whole GPU. The queue then removes an imbalance that is not on the critical path and pays a round trip per
-grab; below 16 rows per grab that round trip dominates. ``CHUNK_ROWS`` is 32, from that sweep (the choice does not
-decide the verdict: 16-64 are within 2% of the static arm). The case is kept as a measured tie.
+Measured (H100 VM, 2026-11-21): a tie, not the predicted win; the prediction is wrong about the baseline. The
+summary runs at commits c0a8b42 and 401dac0, before ``CHUNK_ROWS`` was set to 32, gave 0.94x (485-486 us vs 515 us).
+A sweep at commit 401dac0 (medians of 40 cold-L2 calls, one process): static ranges 475 us, the queue at chunk sizes
+1, 2, 4, 8, 16, 32, 64 and 128 rows 1021, 712, 574, 504, 479, 471, 469 and 482 us. Re-recorded at commit 6242554
+with ``CHUNK_ROWS`` = 32, three processes: 486, 484 and 490 us vs 478 us, 1.02x, 1.01x and 1.03x. Both arms run at
+~0.7-0.77 TB/s. The likely reason (not profiled) is that neither is bound by its most loaded warp: with 64 warps per
+SM, a slow warp's SM keeps its other warps loading, and the kernel is bound by the latency-limited gather rate of
+the whole GPU. The queue then removes an imbalance that is not on the critical path and pays a round trip per grab;
+below 16 rows per grab that round trip dominates. ``CHUNK_ROWS`` is 32, from that sweep (the choice does not decide
+the verdict: 16-64 are within 2% of the static arm). The case is kept as a measured tie.
 """
 
 from __future__ import annotations
