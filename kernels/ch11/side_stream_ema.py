@@ -25,6 +25,11 @@ Napkin math on an H100 SXM:
   half of the EMA hides: ~2.65-2.8 ms.
 - predicted speedup: ~1.1x (1.05-1.15x): modest, because compute-bound GEMMs leave a memory-bound side task
   few SMs; overlap pays far more beside copies (``overlapped_snapshot_staging``), which need no SMs.
+
+Measured (H100 VM, 2026-11-21, three processes at commit a734607, and a fourth gating): 3.04, 2.93, 2.99 and 2.97
+ms vs 2.97, 2.94, 2.96 and 2.91 ms: 1.02x, 1.00x, 1.01x and 1.02x, a tie, below the predicted ~1.1x. The baseline
+is at its ~3.0 ms estimate; the side stream hid ~0.03-0.07 ms (derived) of the ~0.7 ms EMA, not a third to a half:
+the GEMMs, which take most of the step, left the EMA's blocks almost no SM to run on. Kept as a measured tie.
 """
 
 from __future__ import annotations
