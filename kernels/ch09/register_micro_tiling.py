@@ -8,8 +8,8 @@
   16 FMAs from them (an outer product), 8 shared loads per 16 FMAs. Bound: shared-memory wavefronts and issue, at
   most 1/2 of the FMA peak.
 
-Only the register blocking differs (ch08's ``tiled_matmul`` changes global-memory operands into shared tiles; here
-the shared-memory staging is held fixed). Both sum k in ascending order with ``fmaf``: identical outputs. Both stay
+Only the register blocking differs (ch08's ``tiled_matmul``, whose ``inputs``, ``reference`` and ``work`` this
+pair shares, changes global-memory operands into shared tiles; here the shared-memory staging is held fixed). Both sum k in ascending order with ``fmaf``: identical outputs. Both stay
 below cuBLAS (~50 TFLOP/s fp32, with 128 x 128 tiles, 8 x 8 micro-tiles and asynchronous copies).
 
 Shape ``(m, k, n)``, fp32. Timing shape (4096, 4096, 4096): a 4096 x 4096 projection (a Llama-3-8B attention
@@ -33,29 +33,17 @@ under its ~20-25 TFLOP/s estimate, and the baseline at ~5.8-5.9 TFLOP/s (derived
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from kernels import itemsize, normal, seeded
-from pytest_aiperf import Work
+from kernels.ch08.tiled_matmul import inputs, reference, work  # noqa: F401 (the same operands, answer and work)
 from pytest_aiperf.build import CudaLibrary
 
 _lib = CudaLibrary(__file__, "register_micro_tiling.cu")
 
 
-def inputs(shape: tuple[int, ...], dtype: str, seed: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Activations a (m, k) and weights b (k, n), unit-normal fp32."""
-    m, k, n = shape
-    gen = seeded(seed)
-    return normal(gen, (m, k), dtype, device), normal(gen, (k, n), dtype, device)
-
-
-def _matmul(launcher: Any, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    m, k = a.shape
-    n = b.shape[1]
-    c = torch.empty((m, n), dtype=a.dtype, device=a.device)
-    launcher(c, a, b, m, k, n)
+def _matmul(launcher: object, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    c = torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device=a.device)
+    launcher(c, a, b, a.shape[0], a.shape[1], b.shape[1])
     return c
 
 
@@ -67,14 +55,3 @@ def baseline_shared_tiles_one_output(a: torch.Tensor, b: torch.Tensor) -> torch.
 def optimized_register_micro_tiles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The same 32 x 32 slabs, 64 threads, a 4 x 4 register micro-tile each: 8 shared loads per 16 multiply-adds."""
     return _matmul(_lib.matmul_register_tiled, a, b)
-
-
-def reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The product in float64."""
-    return a.double() @ b.double()
-
-
-def work(shape: tuple[int, ...], dtype: str) -> Work:
-    """Read a and b once, write c once; 2 flops per multiply-add."""
-    m, k, n = shape
-    return Work(bytes=float(itemsize(dtype) * (m * k + k * n + m * n)), flops=float(2 * m * k * n))
