@@ -9,8 +9,9 @@
   most 1/2 of the FMA peak.
 
 Only the register blocking differs (ch08's ``tiled_matmul``, whose ``inputs``, ``reference`` and ``work`` this
-pair shares, changes global-memory operands into shared tiles; here the shared-memory staging is held fixed). Both sum k in ascending order with ``fmaf``: identical outputs. Both stay
-below cuBLAS (~50 TFLOP/s fp32, with 128 x 128 tiles, 8 x 8 micro-tiles and asynchronous copies).
+pair shares, changes global-memory operands into shared tiles; here the shared-memory staging is held fixed). Both
+sum k in ascending order with ``fmaf``: identical outputs. Both stay below cuBLAS (~50 TFLOP/s fp32, with
+128 x 128 tiles, 8 x 8 micro-tiles and asynchronous copies).
 
 Shape ``(m, k, n)``, fp32. Timing shape (4096, 4096, 4096): a 4096 x 4096 projection (a Llama-3-8B attention
 projection) over 4096 tokens.
