@@ -7,6 +7,7 @@ neither torch nor CUDA: the xdist controller never holds a GPU context.
 from __future__ import annotations
 
 import faulthandler
+import os
 import sys
 import warnings
 from functools import partial
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pytest_aiperf import benchexport, expectations, report, watchdog
+from pytest_aiperf import benchexport, expectations, machine, report, watchdog, workers
 from pytest_aiperf.cases import Case, CaseParam, chapter_of
 from pytest_aiperf.session import AiperfSession, Options, Skip
 from pytest_aiperf.verdict import ImprovedBeyondExpectation, InconclusiveMeasurement
@@ -53,6 +54,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--aiperf-timeout", dest="aiperf_timeout", type=float, default=None, metavar="SECONDS",
                     help="time limit per case (default: ini aiperf_timeout, 300; 0: none). A case past it (a hung "
                          "kernel) ends the run with exit 124, after the cases that finished are reported and recorded.")
+    group.addoption("--aiperf-share-gpus", dest="aiperf_share_gpus", action="store_true",
+                    help="allow more xdist workers than GPUs; workers sharing a GPU take turns measuring.")
     parser.addini("aiperf_budget", "sampling budget per case in seconds", type="string", default="3.0")
     parser.addini("aiperf_timeout", "time limit per case in seconds (0: none)", type="string", default="300")
     parser.addini("aiperf_min_margin", "smallest noise margin an expectation may record", type="string", default="0.03")
@@ -80,7 +83,22 @@ def pytest_configure(config: pytest.Config) -> None:
     except expectations.ExpectationsError as err:
         raise pytest.UsageError(str(err)) from None
     if not hasattr(config, "workerinput"):
+        specs = getattr(config.option, "tx", None) or []
+        error = workers.count_error(len(specs), session.gpus, config.getoption("aiperf_share_gpus"))
+        if error and config.getoption("dist", "no") != "no":
+            raise pytest.UsageError(error)
         config.pluginmanager.register(Reporter(config, session), "aiperf-reporter")
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    gpus = machine.visible_gpus() if config.getoption("aiperf_backend") != "cpu" else []
+    return workers.auto_count(gpus, os.environ)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config: pytest.Config, specs: list[Any]) -> None:
+    workers.pin([spec.env for spec in specs], config.stash[SESSION].gpus)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -159,9 +177,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_report_header(config: pytest.Config) -> str:
     session = config.stash[SESSION]
     gpus = session.gpus
-    from pytest_aiperf.machine import is_known
-
-    known = not gpus or session.options.hardware is not None or is_known(gpus[0].name)
+    known = not gpus or session.options.hardware is not None or machine.is_known(gpus[0].name)
     return report.header_line(session.hardware, session.timing_name,
                               str(session.options.expectations_dir / session.hardware), known)
 
@@ -174,9 +190,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
-    from pytest_aiperf.machine import static_info
-
-    machine_info["gpu"] = static_info()
+    machine_info["gpu"] = machine.static_info()
 
 
 class Reporter:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_aiperf import build, checks, clocks, expectations, host, machine, measure, record
+from pytest_aiperf import build, checks, clocks, expectations, host, lease, machine, measure, record
 from pytest_aiperf.cases import CaseParam
 from pytest_aiperf.stats import SpeedupEstimate, arm_stats, noise_margin, side_stream_suspect, speedup_ci
 from pytest_aiperf.verdict import Expected, Outcome, gate_for, host_shift, judge
@@ -167,13 +167,16 @@ class AiperfSession:
     # ------------------------------------------------------------------ worker side: one case through the stages
 
     def run(self, param: CaseParam, *, nodeid: str, module: str, func: str, chapter: str) -> dict[str, Any]:
-        """Check, measure and judge one case. After a sticky CUDA error every later case fails at once, naming
-        the case that lost the context, instead of failing with CUDA errors that are not its own."""
+        """Check, measure and judge one case, holding this process's GPU alone (``lease``). After a sticky CUDA
+        error every later case fails at once, naming the case that lost the context, instead of failing with CUDA
+        errors that are not its own."""
         __tracebackhide__ = True
         if self.context_lost:
             raise CudaContextLost(f"not run: {self.context_lost}")
+        uuid = self.gpus[0].uuid if self.gpus and self.custom_backend is None else None
         try:
-            return self._run(param, nodeid=nodeid, module=module, func=func, chapter=chapter)
+            with lease.exclusive(uuid):
+                return self._run(param, nodeid=nodeid, module=module, func=func, chapter=chapter)
         except Exception as exc:
             if not sticky_cuda_error(exc):
                 raise

@@ -1,0 +1,43 @@
+"""One xdist worker per GPU: how many workers ``-n auto`` starts, which GPU each worker sees, and when a worker
+count is a usage error. Pure functions of the visible GPUs (``machine.visible_gpus``: NVML's list filtered by an
+outer ``CUDA_VISIBLE_DEVICES``); the xdist hooks in ``plugin`` apply them.
+
+A worker is pinned through its execnet spec's environment, which is set before the worker imports anything, so
+CUDA initializes seeing only its GPU. xdist restarts a crashed worker from the same spec, so the replacement keeps
+the crashed worker's GPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, MutableMapping, Sequence
+
+from pytest_aiperf.machine import Gpu
+
+
+def auto_count(gpus: Sequence[Gpu], environ: Mapping[str, str]) -> int | None:
+    """Workers for ``-n auto``: one per visible GPU. None (xdist decides: its CPU count) where the user set
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` or no GPU is visible."""
+    if environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS") or not gpus:
+        return None
+    return len(gpus)
+
+
+def count_error(workers: int, gpus: Sequence[Gpu], share: bool) -> str | None:
+    """Why ``workers`` xdist workers cannot each have a GPU of their own, or None when they can (or when there is
+    no GPU: every case is then verified on the CPU, and nothing is timed on a device)."""
+    if share or not gpus or workers <= len(gpus):
+        return None
+    return (f"-n {workers} starts more xdist workers than the {len(gpus)} visible GPU(s) "
+            f"({', '.join(gpu.uuid for gpu in gpus)}): two workers would share a GPU and time each other's kernels. "
+            f"Use -n auto (one worker per GPU), -n {len(gpus)} or fewer, or --aiperf-share-gpus to let workers "
+            f"share GPUs and take turns measuring")
+
+
+def pin(envs: Sequence[MutableMapping[str, Any]], gpus: Sequence[Gpu]) -> None:
+    """Give worker i the GPU ``gpus[i % len(gpus)]`` by UUID (a spec that already names its
+    ``CUDA_VISIBLE_DEVICES``, e.g. ``--tx popen//env:CUDA_VISIBLE_DEVICES=1``, keeps it), in PCI bus order."""
+    if not gpus:
+        return
+    for i, env in enumerate(envs):
+        env.setdefault("CUDA_VISIBLE_DEVICES", gpus[i % len(gpus)].uuid)
+        env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
