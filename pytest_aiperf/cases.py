@@ -70,6 +70,8 @@ class Case:
     instead of after a hold (see ``clocks``) that hides a call's first 50-400 us of dispatch.
     ``min_capability`` (for example ``(9, 0)`` for TMA, wgmma, clusters or FP8 on Hopper) skips the case, with that
     reason, on a GPU of a lower compute capability; it implies ``needs_cuda``.
+    ``world_sizes`` (for example ``(2, 4)``) makes a distributed case, measured once per world size on that many
+    ranks (one process per GPU) that the plugin starts itself (see ``distributed``).
     """
 
     name: str
@@ -89,6 +91,7 @@ class Case:
     needs_cuda: bool = False
     budget_s: float | None = None
     min_capability: tuple[int, int] | None = None
+    world_sizes: Sequence[int] = ()
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum() or self.name != self.name.lower():
@@ -111,23 +114,28 @@ class Case:
             if not isinstance(given, tuple) or len(given) != 2 or not all(isinstance(v, int) for v in given):
                 raise ValueError(f"case {self.name}: min_capability must be (major, minor), got {self.min_capability!r}")
             object.__setattr__(self, "needs_cuda", True)
+        if any(not isinstance(w, int) or w < 2 for w in self.world_sizes):
+            raise ValueError(f"case {self.name}: world_sizes are rank counts of 2 or more, got {self.world_sizes!r}")
 
     def params(self) -> list[CaseParam]:
-        """One parameter per (dtype, timing shape), in declaration order."""
-        return [CaseParam(self, tuple(shape), dtype) for dtype in self.dtypes for shape in self.time_shapes]
+        """One parameter per (dtype, timing shape, world size), in declaration order."""
+        return [CaseParam(self, tuple(shape), dtype, world) for dtype in self.dtypes for shape in self.time_shapes
+                for world in (self.world_sizes or (1,))]
 
 
 @dataclass(frozen=True)
 class CaseParam:
-    """A case at one dtype and timing shape: what one test measures."""
+    """A case at one dtype, timing shape and world size (ranks; 1 for a single-GPU case): what one test measures."""
 
     case: Case
     shape: Shape
     dtype: str
+    world: int = 1
     id: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "id", f"{self.case.name}-{self.dtype}-{format_shape(self.shape)}")
+        ranks = f"-{self.world}gpus" if self.world > 1 else ""
+        object.__setattr__(self, "id", f"{self.case.name}-{self.dtype}-{format_shape(self.shape)}{ranks}")
 
     def seeds(self, count: int = 3) -> list[int]:
         """Seeds derived from the id, so any case reproduces alone and every case gets its own."""

@@ -73,7 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
                       min_margin=float(config.getini("aiperf_min_margin")),
                       expectations_dir=Path(config.getini("aiperf_expectations")),
                       host_cpus=config.getoption("aiperf_host_cpus"),
-                      timeout_s=_timeout(config))
+                      timeout_s=_timeout(config), xdist_worker=hasattr(config, "workerinput"))
     session = AiperfSession(options, Path(config.rootpath),
                             custom_backend=config.hook.pytest_aiperf_backend(config=config))
     session.watchdog = watchdog.Watchdog(partial(_on_hang, config))

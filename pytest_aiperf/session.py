@@ -7,13 +7,15 @@ reporting side (the single process, or the xdist controller), ``collect`` gather
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from pytest_aiperf import build, checks, clocks, expectations, host, lease, machine, measure, record
+from pytest_aiperf import build, checks, clocks, distributed, expectations, host, lease, machine, measure, record
 from pytest_aiperf.cases import CaseParam
 from pytest_aiperf.stats import SpeedupEstimate, arm_stats, noise_margin, side_stream_suspect, speedup_ci
 from pytest_aiperf.verdict import Expected, Outcome, gate_for, host_shift, judge
@@ -59,6 +61,7 @@ class Options:
     expectations_dir: Path = Path("expectations")
     host_cpus: str = "fast"
     timeout_s: float = 300.0
+    xdist_worker: bool = False
 
 
 @dataclass
@@ -74,6 +77,7 @@ class AiperfSession:
     _backend: Any = None
     _backend_ready: bool = False
     _store: Any = None
+    _stores: dict[str, Any] = field(default_factory=dict)
     _ceilings: Any = None
     _telemetry: Any = None
     _provenance: Any = None
@@ -167,15 +171,17 @@ class AiperfSession:
     # ------------------------------------------------------------------ worker side: one case through the stages
 
     def run(self, param: CaseParam, *, nodeid: str, module: str, func: str, chapter: str) -> dict[str, Any]:
-        """Check, measure and judge one case, holding this process's GPU alone (``lease``). After a sticky CUDA
+        """Check, measure and judge one case, holding the GPUs it uses alone (``lease``). After a sticky CUDA
         error every later case fails at once, naming the case that lost the context, instead of failing with CUDA
         errors that are not its own."""
         __tracebackhide__ = True
         if self.context_lost:
             raise CudaContextLost(f"not run: {self.context_lost}")
-        uuid = self.gpus[0].uuid if self.gpus and self.custom_backend is None else None
+        uuids = sorted(gpu.uuid for gpu in self.gpus[:param.world]) if self.custom_backend is None else []
         try:
-            with lease.exclusive(uuid):
+            with contextlib.ExitStack() as held:
+                for uuid in uuids:  # in one order everywhere, so two processes never wait on each other's GPU
+                    held.enter_context(lease.exclusive(uuid))
                 return self._run(param, nodeid=nodeid, module=module, func=func, chapter=chapter)
         except Exception as exc:
             if not sticky_cuda_error(exc):
@@ -187,6 +193,8 @@ class AiperfSession:
 
     def _run(self, param: CaseParam, *, nodeid: str, module: str, func: str, chapter: str) -> dict[str, Any]:
         __tracebackhide__ = True
+        if param.world > 1:
+            return self._run_distributed(param, nodeid=nodeid, module=module, func=func, chapter=chapter)
         case = param.case
         backend = self.backend()
         device = backend.device if backend is not None else "cpu"
@@ -239,10 +247,43 @@ class AiperfSession:
             self._judge_memory(rec, expected, gate)
         return rec
 
+    def _run_distributed(self, param: CaseParam, *, nodeid: str, module: str, func: str, chapter: str) -> dict:
+        """A case on ``param.world`` ranks that ``distributed`` starts: never beside other work on this process's
+        GPUs, keyed in ``expectations/<world>x_<hardware>/``."""
+        __tracebackhide__ = True
+        if self.options.xdist_worker:
+            raise Skip(f"{param.id} runs on {param.world} GPUs, which an xdist worker (one GPU) cannot: run it "
+                       f"without xdist (-n 0), after the single-GPU cases")
+        cpu = self.options.backend == "cpu" or self.custom_backend is not None or not self.gpus
+        if not cpu and len(self.gpus) < param.world:
+            raise Skip(f"{param.id} needs {param.world} GPUs; this process sees {len(self.gpus)}")
+        timed = not cpu or self.options.backend == "cpu"
+        world = distributed.measure(param, param.world, cuda=not cpu, budget_s=param.case.budget_s or
+                                    self.options.budget_s, timeout_s=self.options.timeout_s or 3600, timed=timed)
+        worst = max(world.checks, key=lambda c: c["err_optimized"])
+        report = checks.CheckReport(**worst)
+        if not timed:
+            raise Skip(f"timing skipped: no CUDA device. Correctness verified on {param.world} gloo ranks, each "
+                       f"{len(report.seeds)} seeds x {len(report.shapes)} shapes, max relative error "
+                       f"{report.err_optimized:.2g} (baseline {report.err_baseline:.2g})")
+        hardware = f"{param.world}x_{self.hardware}"
+        self._stores.setdefault(hardware, expectations.Store(self.rootdir / self.options.expectations_dir, hardware))
+        entry = self._stores[hardware].get(chapter, param.id)
+        expected = Expected.from_entry(entry) if entry else None
+        samples = measure.Samples(base_ms=world.base_ms, opt_ms=world.opt_ms, base_wall_ms=world.base_ms,
+                                  opt_wall_ms=world.opt_ms)
+        backend = SimpleNamespace(device="cpu" if cpu else "cuda", name=f"{world.backend}, {param.world} ranks, "
+                                  f"slowest rank per round")
+        rec = self._record(param, chapter, nodeid, module, func, backend, samples, expected=expected,
+                           gate=gate_for(expected, param.case.min_speedup), report=report, hardware=hardware)
+        rec["provenance"] = {**world.provenance, **{k: v for k, v in rec["provenance"].items() if v is not None}}
+        return rec
+
     def _record(self, param: CaseParam, chapter: str, nodeid: str, module: str, func: str, backend: Any,
                 samples: measure.Samples, expected: Expected | None, gate: Any, report: checks.CheckReport,
-                host_change: str | None = None) -> dict:
+                host_change: str | None = None, hardware: str | None = None) -> dict:
         __tracebackhide__ = True
+        hardware = hardware or self.hardware
         for arm, events, walls in (("baseline", samples.base_ms, samples.base_wall_ms),
                                    ("optimized", samples.opt_ms, samples.opt_wall_ms)):
             suspect = side_stream_suspect(events, walls)
@@ -254,11 +295,11 @@ class AiperfSession:
         tele = machine.summarize(samples.telemetry) if samples.telemetry else None
         severe = sorted(set((tele or {}).get("throttle", [])) & machine.SEVERE_THROTTLE)
         verdict = judge(est, gate, expected=expected, baseline_ms=base.median_ms, optimized_ms=opt.median_ms,
-                        throttle=severe, host_change=host_change, hardware=self.hardware)
+                        throttle=severe, host_change=host_change, hardware=hardware)
         work = param.work_model()
         return {
             "key": param.id, "chapter": chapter, "nodeid": nodeid, "func": func, "module": module,
-            "hardware": self.hardware, "device": backend.device, "backend": backend.name,
+            "hardware": hardware, "device": backend.device, "backend": backend.name,
             "goal": param.case.goal, "cache": param.case.cache, "dtype": param.dtype, "shape": list(param.shape),
             "min_speedup": param.case.min_speedup,
             "work": {"bytes": work.bytes, "flops": work.flops, "items": work.items, "item_name": work.item_name,

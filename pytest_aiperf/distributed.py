@@ -1,0 +1,182 @@
+"""Distributed cases: the plugin starts a case's ranks itself, one process per GPU, and times them in process.
+
+A case declared with ``world_sizes=(2, 4)`` is measured once per world size. For each, ``measure`` spawns that many
+processes (``torch.multiprocessing``, start method "spawn", so no CUDA state is inherited), joins them in one
+process group (NCCL on GPUs, one GPU per rank; gloo on the CPU) and, in every rank:
+
+- verifies both arms against the reference on fresh inputs (``checks.verify``: every rank checks its own output);
+- warms both arms up, then times rounds that interleave baseline and optimized (A B, B A, ...). Each call starts
+  after a barrier and is timed by the rank's own clock (CUDA events around the call, the launch path included);
+  a round's time for an arm is the slowest rank's, since a collective step is as slow as its slowest rank.
+- rank 0 decides when to stop (the budget, as for single-GPU cases) and broadcasts it, so all ranks run the same
+  sequence of collectives and none waits forever.
+
+Every process gets ``ENV`` (NVLink multicast off). Inputs of a distributed case may read
+``torch.distributed.get_rank()`` and ``get_world_size()`` to build each rank's shard; ``Case.inputs`` is otherwise
+called as for any case. A rank that fails sends its traceback; a world that does not finish within the time limit
+is killed and reported, naming the ranks that did not answer.
+"""
+
+from __future__ import annotations
+
+import os
+import queue as queue_module
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_aiperf.cases import CaseParam
+
+ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+WARMUP_CALLS = 3
+MIN_ROUNDS = 10
+
+
+class DistributedError(RuntimeError):
+    """A rank failed (its traceback is in the message), or the world did not finish in time."""
+
+
+@dataclass
+class WorldResult:
+    """What rank 0 reports: per-round times of the slowest rank, and the correctness checks of every rank."""
+
+    base_ms: list[float] = field(default_factory=list)
+    opt_ms: list[float] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    world: int = 1
+    backend: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def measure(param: CaseParam, world: int, *, cuda: bool, budget_s: float, timeout_s: float,
+            timed: bool = True) -> WorldResult:
+    """Run ``param`` on ``world`` ranks and return rank 0's report; raise ``DistributedError`` on any failure.
+    ``timed=False`` only verifies (every rank), as on a machine without GPUs."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    settings = {"port": free_port(), "cuda": cuda, "budget_s": budget_s, "timed": timed}
+    procs = [ctx.Process(target=rank_main, args=(rank, world, param, settings, results), daemon=True)
+             for rank in range(world)]
+    for proc in procs:
+        proc.start()
+    answers: dict[int, tuple[str, Any]] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        failed_at = None
+        while len(answers) < world:
+            now = time.monotonic()
+            dead = [rank for rank, p in enumerate(procs) if p.exitcode not in (None, 0) and rank not in answers]
+            if failed_at is None and (dead or any(s == "error" for s, _ in answers.values())):
+                failed_at = now  # give the other ranks a moment to report, so the message names the first cause
+            if now > deadline or (failed_at is not None and now - failed_at > 2.0):
+                break
+            try:
+                status, rank, payload = results.get(timeout=0.2)
+                answers[rank] = (status, payload)
+            except queue_module.Empty:
+                continue
+    finally:
+        killed = set()
+        for rank, proc in enumerate(procs):
+            proc.join(timeout=5 if len(answers) == world else 0.1)
+            if proc.is_alive():
+                killed.add(rank)
+                proc.kill()
+                proc.join()
+    problems = [f"rank {rank} exited with code {p.exitcode} without answering" for rank, p in enumerate(procs)
+                if rank not in answers and rank not in killed and p.exitcode not in (None, 0)]
+    missing = sorted(set(range(world)) - set(answers))
+    if missing and not problems:
+        problems.append(f"ranks {missing} did not finish within {timeout_s:g} s (a hung collective or kernel)")
+    problems += [f"rank {rank} failed:\n{payload}" for rank, (status, payload) in sorted(answers.items())
+                 if status == "error"]
+    if problems:
+        raise DistributedError(f"{param.id} on {world} ranks: " + "\n".join(problems))
+    result: WorldResult = answers[0][1]
+    return result
+
+
+def rank_main(rank: int, world: int, param: CaseParam, settings: dict[str, Any], results: Any) -> None:
+    """One rank: join the group, verify, time, report (rank 0 sends the times), leave the group."""
+    os.environ.update(ENV, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(settings["port"]))
+    import torch
+    import torch.distributed as dist
+
+    try:
+        if settings["cuda"]:
+            torch.cuda.set_device(rank)
+        device = "cuda" if settings["cuda"] else "cpu"
+        backend = "nccl" if settings["cuda"] else "gloo"
+        dist.init_process_group(backend, rank=rank, world_size=world,
+                                **({"device_id": torch.device("cuda", rank)} if settings["cuda"] else {}))
+        result = _measure_rank(param, device, settings["budget_s"] if settings["timed"] else None, world)
+        result.backend = backend
+        if rank == 0:
+            result.provenance = _provenance(device, world)
+        results.put(("ok", rank, result if rank == 0 else None))
+    except BaseException:  # every failure, including a collective's, goes back with its traceback
+        results.put(("error", rank, traceback.format_exc()))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _provenance(device: str, world: int) -> dict[str, Any]:
+    import torch
+
+    from pytest_aiperf import machine
+
+    gpu = torch.cuda.get_device_properties(torch.cuda.current_device()) if device == "cuda" else None
+    return {"gpu": gpu.name if gpu else None, "sm_count": gpu.multi_processor_count if gpu else None,
+            "ranks": world, "driver": machine.static_info().get("driver"), **machine.software_versions()}
+
+
+def _measure_rank(param: CaseParam, device: str, budget_s: float | None, world: int) -> WorldResult:
+    import torch
+    import torch.distributed as dist
+
+    from pytest_aiperf import checks, clocks
+
+    report = checks.verify(param, device)
+    gathered: list[Any] = [None] * world
+    dist.all_gather_object(gathered, report.to_json())
+    out = WorldResult(checks=gathered, world=world)
+    if budget_s is None:
+        return out
+    case = param.case
+    inputs = list(case.inputs(param.shape, param.dtype, param.seeds(1)[0], device))
+    clock = clocks.CudaEvents() if device == "cuda" else clocks.CpuClock()
+
+    def timed(fn: Any) -> float:
+        dist.barrier()
+        return clock.time_call(fn, inputs, hide_dispatch=False)[0]
+
+    for _ in range(WARMUP_CALLS):
+        timed(case.baseline)
+        timed(case.optimized)
+    deadline = time.perf_counter() + budget_s
+    for cycle in range(100000):
+        arms = ((case.baseline, 0), (case.optimized, 1))
+        times = [0.0, 0.0]
+        for fn, slot in arms if cycle % 2 == 0 else arms[::-1]:
+            times[slot] = timed(fn)
+        slowest = torch.tensor(times, dtype=torch.float64, device=device)
+        dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+        out.base_ms.append(float(slowest[0]))
+        out.opt_ms.append(float(slowest[1]))
+        stop = torch.tensor([1.0 if cycle + 1 >= MIN_ROUNDS and time.perf_counter() >= deadline else 0.0],
+                            dtype=torch.float64, device=device)
+        dist.broadcast(stop, src=0)
+        if stop.item():
+            break
+    return out

@@ -1,0 +1,92 @@
+"""Distributed cases on the CPU: ranks spawned by the plugin over gloo, verified on every rank and timed in process."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from pytest_aiperf import Case, distributed
+
+
+def shard(shape, dtype, seed, device):
+    """Each rank's own gradients: the seed and the rank pick the values."""
+    generator = torch.Generator().manual_seed(seed * 31 + dist.get_rank())
+    return (torch.randn(shape, generator=generator, dtype=torch.float32).to(device),)
+
+
+def all_reduce_rows(grads):
+    """One all-reduce per row (per gradient tensor)."""
+    out = grads.clone()
+    for row in out:
+        dist.all_reduce(row)
+    return out
+
+
+def all_reduce_flat(grads):
+    """One all-reduce of the whole flat buffer."""
+    out = grads.clone()
+    dist.all_reduce(out)
+    return out
+
+
+def all_reduce_wrong(grads):
+    """Skips the reduction of the last row: every rank then holds its own last row, not the sum."""
+    out = grads.clone()
+    dist.all_reduce(out[:-1])
+    return out
+
+
+def fail_on_rank_one(grads):
+    if dist.get_rank() == 1:
+        raise RuntimeError("rank 1 cannot reduce")
+    return all_reduce_flat(grads)
+
+
+def die_on_rank_one(grads):
+    if dist.get_rank() == 1:
+        os.kill(os.getpid(), 9)
+    return all_reduce_flat(grads)
+
+
+def hang_on_rank_one(grads):
+    if dist.get_rank() == 1:
+        time.sleep(600)
+    return all_reduce_flat(grads)
+
+
+def param(optimized):
+    case = Case(name="bucketed_allreduce", baseline=all_reduce_rows, optimized=optimized, inputs=shard,
+                check_shapes=[(5, 7)], time_shapes=[(16, 256)], world_sizes=(2,))
+    return case.params()[0]
+
+
+def test_a_distributed_case_is_verified_on_every_rank_and_timed_by_the_slowest_rank() -> None:
+    result = distributed.measure(param(all_reduce_flat), 2, cuda=False, budget_s=0.2, timeout_s=120)
+    assert result.world == 2 and result.backend == "gloo"
+    assert len(result.checks) == 2 and all(check["err_optimized"] < 1e-6 for check in result.checks), result.checks
+    assert len(result.base_ms) == len(result.opt_ms) >= distributed.MIN_ROUNDS
+    assert all(t > 0 for t in result.base_ms + result.opt_ms)
+
+
+def test_a_wrong_collective_fails_correctness_and_names_the_rank() -> None:
+    with pytest.raises(distributed.DistributedError, match=r"rank \d failed:(.|\n)*optimized disagrees"):
+        distributed.measure(param(all_reduce_wrong), 2, cuda=False, budget_s=0.2, timeout_s=120)
+
+
+def test_an_exception_on_one_rank_is_reported_with_its_traceback() -> None:
+    with pytest.raises(distributed.DistributedError, match=r"rank 1 failed:(.|\n)*rank 1 cannot reduce"):
+        distributed.measure(param(fail_on_rank_one), 2, cuda=False, budget_s=0.2, timeout_s=120)
+
+
+def test_a_rank_that_dies_ends_the_world_with_the_missing_ranks_named() -> None:
+    with pytest.raises(distributed.DistributedError, match=r"rank 1 exited with code -9 without answering"):
+        distributed.measure(param(die_on_rank_one), 2, cuda=False, budget_s=0.2, timeout_s=60)
+
+
+def test_a_hung_rank_ends_the_world_at_the_time_limit_with_every_rank_killed() -> None:
+    with pytest.raises(distributed.DistributedError, match=r"ranks \[0, 1\] did not finish within 8 s"):
+        distributed.measure(param(hang_on_rank_one), 2, cuda=False, budget_s=0.2, timeout_s=8)
