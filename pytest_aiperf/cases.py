@@ -143,7 +143,12 @@ class CaseParam:
         return [(base + 7919 * i) % (2**31 - 1) for i in range(count)]
 
     def work_model(self) -> Work:
-        return self.case.work(self.shape, self.dtype) if self.case.work else Work()
+        """The case's work model; a distributed case's also gets ``world=`` (its bytes are what each rank moves over
+        the interconnect, which depends on the rank count)."""
+        if not self.case.work:
+            return Work()
+        return self.case.work(self.shape, self.dtype, world=self.world) if self.world > 1 else \
+            self.case.work(self.shape, self.dtype)
 
 
 def format_shape(shape: Shape) -> str:

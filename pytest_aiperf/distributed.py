@@ -11,7 +11,9 @@ process group (NCCL on GPUs, one GPU per rank; gloo on the CPU) and, in every ra
 - rank 0 decides when to stop (the budget, as for single-GPU cases) and broadcasts it, so all ranks run the same
   sequence of collectives and none waits forever.
 
-Every process gets ``ENV`` (NVLink multicast off). Inputs of a distributed case may read
+On GPUs, each world first measures its interconnect ceiling, the bus bandwidth of a 256 MB all-reduce, which the
+summary's "% ceil" column then uses for the case's work bytes (a distributed work model counts the bytes each rank
+moves over the interconnect, ``work(shape, dtype, world=n)``). Every process gets ``ENV`` (NVLink multicast off). Inputs of a distributed case may read
 ``torch.distributed.get_rank()`` and ``get_world_size()`` to build each rank's shard; ``Case.inputs`` is otherwise
 called as for any case. A rank that fails sends its traceback; a world that does not finish within the time limit
 is killed and reported, naming the ranks that did not answer.
@@ -48,6 +50,7 @@ class WorldResult:
     world: int = 1
     backend: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
+    busbw_gbps: float | None = None
 
 
 def free_port() -> int:
@@ -141,6 +144,30 @@ def _provenance(device: str, world: int) -> dict[str, Any]:
             "ranks": world, "driver": machine.static_info().get("driver"), **machine.software_versions()}
 
 
+def _allreduce_busbw_gbps(world: int, nbytes: int = 256 << 20, reps: int = 10) -> float:
+    """The world's interconnect ceiling: the bus bandwidth of a large bf16 NCCL all-reduce, best of ``reps``
+    (bus bytes = 2 (n - 1) / n x message bytes, the nccl-tests convention), agreed by every rank (the slowest)."""
+    import torch
+    import torch.distributed as dist
+
+    message = torch.ones(nbytes // 2, dtype=torch.bfloat16, device="cuda")
+    for _ in range(3):
+        dist.all_reduce(message)
+    best = float("inf")
+    for _ in range(reps):
+        dist.barrier()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        dist.all_reduce(message)
+        end.record()
+        end.synchronize()
+        best = min(best, start.elapsed_time(end))
+    slowest = torch.tensor([best], dtype=torch.float64, device="cuda")
+    dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+    del message
+    return 2 * (world - 1) / world * nbytes / (float(slowest) / 1e3) / 1e9
+
+
 def _measure_rank(param: CaseParam, device: str, budget_s: float | None, world: int) -> WorldResult:
     import torch
     import torch.distributed as dist
@@ -161,6 +188,8 @@ def _measure_rank(param: CaseParam, device: str, budget_s: float | None, world: 
         dist.barrier()
         return clock.time_call(fn, inputs, hide_dispatch=False)[0]
 
+    if device == "cuda":
+        out.busbw_gbps = _allreduce_busbw_gbps(world)
     for _ in range(WARMUP_CALLS):
         timed(case.baseline)
         timed(case.optimized)

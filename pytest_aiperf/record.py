@@ -31,7 +31,8 @@ Keys (``None`` where a value was not measured)::
                    the repeat's)
     telemetry      {"sm_clock_mhz": [min, max], "mem_clock_mhz": [min, max], "temp_c": [min, max],
                     "power_w": [min, max], "throttle": [reason names seen], "gpu_uuid": str} or None
-    ceilings       {"copy_gbps": float, "matmul_tflops": {"fp32": float, "bf16": float, "fp8": float}} or None
+    ceilings       {"copy_gbps": float, "matmul_tflops": {"fp32": float, "bf16": float, "fp8": float}} or None; for a
+                   distributed case {"busbw_gbps": float}, the bus bandwidth of a large NCCL all-reduce in that world
     correctness    {"seeds": [...], "shapes": [[...]], "err_baseline": float, "err_optimized": float,
                     "bound": float, "rule": str}
     provenance     {"gpu", "sm_count", "l2_bytes", "driver", "host_cpus", "host_cpu_model", "cuda", "torch",
@@ -83,7 +84,8 @@ def achieved(record: dict[str, Any], arm_name: str = "optimized") -> dict[str, f
     tflops = work.get("flops", 0) / seconds / 1e12 if work.get("flops") else None
     items = work.get("items", 0) / seconds if work.get("items") else None
     ceilings = record.get("ceilings") or {}
-    pct_bw = 100 * gbps / ceilings["copy_gbps"] if gbps and ceilings.get("copy_gbps") else None
+    roof = ceilings.get("busbw_gbps") or ceilings.get("copy_gbps")  # a distributed case: NCCL all-reduce bus bandwidth
+    pct_bw = 100 * gbps / roof if gbps and roof else None
     peak = (ceilings.get("matmul_tflops") or {}).get(flops_precision(record))
     pct_flops = 100 * tflops / peak if tflops and peak else None
     return {"gbps": gbps, "tflops": tflops, "items_per_s": items, "pct_bw": pct_bw, "pct_flops": pct_flops}

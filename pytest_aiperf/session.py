@@ -277,6 +277,7 @@ class AiperfSession:
         rec = self._record(param, chapter, nodeid, module, func, backend, samples, expected=expected,
                            gate=gate_for(expected, param.case.min_speedup), report=report, hardware=hardware)
         rec["provenance"] = {**world.provenance, **{k: v for k, v in rec["provenance"].items() if v is not None}}
+        rec["ceilings"] = {"busbw_gbps": world.busbw_gbps} if world.busbw_gbps else None
         return rec
 
     def _record(self, param: CaseParam, chapter: str, nodeid: str, module: str, func: str, backend: Any,

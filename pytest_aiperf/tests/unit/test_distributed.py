@@ -90,3 +90,31 @@ def test_a_rank_that_dies_ends_the_world_with_the_missing_ranks_named() -> None:
 def test_a_hung_rank_ends_the_world_at_the_time_limit_with_every_rank_killed() -> None:
     with pytest.raises(distributed.DistributedError, match=r"ranks \[0, 1\] did not finish within 8 s"):
         distributed.measure(param(hang_on_rank_one), 2, cuda=False, budget_s=0.2, timeout_s=8)
+
+
+def test_a_distributed_work_model_is_told_the_rank_count_and_ids_name_it() -> None:
+    def ring_bytes(shape, dtype, world):
+        from pytest_aiperf import Work
+
+        return Work(bytes=2 * (world - 1) / world * 4 * shape[0] * shape[1])
+
+    case = Case(name="bucketed_allreduce", baseline=all_reduce_rows, optimized=all_reduce_flat, inputs=shard,
+                work=ring_bytes, check_shapes=[(5, 7)], time_shapes=[(16, 256)], world_sizes=(2, 4))
+    two, four = case.params()
+    assert (two.id, four.id) == ("bucketed_allreduce-fp32-16x256-2gpus", "bucketed_allreduce-fp32-16x256-4gpus")
+    assert (two.work_model().bytes, four.work_model().bytes) == (16 * 256 * 4, 1.5 * 16 * 256 * 4)
+
+
+def test_a_distributed_case_is_compared_with_the_all_reduce_bus_bandwidth_not_the_copy_rate() -> None:
+    from pytest_aiperf.record import achieved
+
+    record = {"work": {"bytes": 400e6}, "optimized": {"median_ms": 1.0}, "dtype": "bf16",
+              "ceilings": {"busbw_gbps": 400.0}}
+    assert achieved(record)["pct_bw"] == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("sizes", [(1,), (2, 0), ("2",)])
+def test_world_sizes_are_rank_counts_of_two_or_more(sizes) -> None:
+    with pytest.raises(ValueError, match="world_sizes are rank counts of 2 or more"):
+        Case(name="bucketed_allreduce", baseline=all_reduce_rows, optimized=all_reduce_flat, inputs=shard,
+             check_shapes=[(5, 7)], time_shapes=[(16, 256)], world_sizes=sizes)
