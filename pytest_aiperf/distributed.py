@@ -67,7 +67,7 @@ def measure(param: CaseParam, world: int, *, cuda: bool, budget_s: float, timeou
 
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    settings = {"port": free_port(), "cuda": cuda, "budget_s": budget_s, "timed": timed}
+    settings = {"port": free_port(), "cuda": cuda, "budget_s": budget_s, "timed": timed, "parent": os.getpid()}
     procs = [ctx.Process(target=rank_main, args=(rank, world, param, settings, results), daemon=True)
              for rank in range(world)]
     for proc in procs:
@@ -109,8 +109,23 @@ def measure(param: CaseParam, world: int, *, cuda: bool, budget_s: float, timeou
     return result
 
 
+def die_with_parent() -> None:
+    """Ask Linux to kill this rank when the process that started it dies (a SIGKILLed pytest, or the watchdog
+    ending a hung run with ``os._exit``, which skips multiprocessing's clean-up of daemon children)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the daemon flag still ends ranks at a normal exit
+        pass
+
+
 def rank_main(rank: int, world: int, param: CaseParam, settings: dict[str, Any], results: Any) -> None:
     """One rank: join the group, verify, time, report (rank 0 sends the times), leave the group."""
+    die_with_parent()
+    if os.getppid() != settings["parent"]:  # the parent died before the request above took effect
+        os._exit(1)
     os.environ.update(ENV, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(settings["port"]))
     import torch
     import torch.distributed as dist

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -54,6 +57,8 @@ def die_on_rank_one(grads):
 
 def hang_on_rank_one(grads):
     if dist.get_rank() == 1:
+        if os.environ.get("HANG_MARKER"):
+            Path(os.environ["HANG_MARKER"]).touch()
         time.sleep(600)
     return all_reduce_flat(grads)
 
@@ -118,3 +123,35 @@ def test_world_sizes_are_rank_counts_of_two_or_more(sizes) -> None:
     with pytest.raises(ValueError, match="world_sizes are rank counts of 2 or more"):
         Case(name="bucketed_allreduce", baseline=all_reduce_rows, optimized=all_reduce_flat, inputs=shard,
              check_shapes=[(5, 7)], time_shapes=[(16, 256)], world_sizes=sizes)
+
+
+KILLED_PARENT = """
+import sys
+from pytest_aiperf import distributed
+from pytest_aiperf.tests.unit import test_distributed as t
+distributed.measure(t.param(t.hang_on_rank_one), 2, cuda=False, budget_s=0.2, timeout_s=600)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_ranks_die_with_a_killed_parent_instead_of_holding_the_gpus(tmp_path: Path) -> None:
+    marker = tmp_path / "rank-1-hangs"
+    parent = subprocess.Popen([sys.executable, "-c", KILLED_PARENT], env={**os.environ, "HANG_MARKER": str(marker)})
+    deadline = time.monotonic() + 120
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    ranks = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True,
+                                                text=True).stdout.split()]
+    parent.kill()
+    parent.wait()
+    time.sleep(2)
+    alive = [pid for pid in ranks if _running(pid)]
+    assert marker.exists() and len(ranks) >= 2, f"rank 1 never reached its hang; children {ranks}"
+    assert not alive, f"children {ranks}: still running after the parent was killed: {alive}"
