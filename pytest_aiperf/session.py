@@ -267,7 +267,8 @@ class AiperfSession:
                        f"{len(report.seeds)} seeds x {len(report.shapes)} shapes, max relative error "
                        f"{report.err_optimized:.2g} (baseline {report.err_baseline:.2g})")
         hardware = f"{param.world}x_{self.hardware}"
-        self._stores.setdefault(hardware, expectations.Store(self.rootdir / self.options.expectations_dir, hardware))
+        if hardware not in self._stores:
+            self._stores[hardware] = expectations.Store(self.rootdir / self.options.expectations_dir, hardware)
         entry = self._stores[hardware].get(chapter, param.id)
         expected = Expected.from_entry(entry) if entry else None
         samples = measure.Samples(base_ms=world.base_ms, opt_ms=world.opt_ms, base_wall_ms=world.base_ms,

@@ -110,39 +110,29 @@ __global__ void __launch_bounds__(kMicroThreads, 16) matmul_register_micro_tile(
   }
 }
 
-int grid_for(int64_t m, int64_t n, dim3* grid) {
+// Both arms cover the output with the same grid of 32 x 32 tiles; only the kernel and its block size differ.
+template <class Kernel>
+int launch(Kernel kernel, int threads, float* c, const float* a, const float* b, int64_t m, int64_t k, int64_t n,
+           cudaStream_t stream) {
+  if (m <= 0 || n <= 0) {
+    return 0;
+  }
   const int64_t gx = (n + kTile - 1) / kTile, gy = (m + kTile - 1) / kTile;
   if (gx > 0x7fffffff || gy > 65535) {
     return static_cast<int>(cudaErrorInvalidConfiguration);
   }
-  *grid = dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
-  return 0;
+  kernel<<<dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), threads, 0, stream>>>(c, a, b, m, k, n);
+  AIPERF_RETURN_LAUNCH_ERROR();
 }
 
 }  // namespace
 
 AIPERF_EXPORT int matmul_shared_one_output(float* c, const float* a, const float* b, int64_t m, int64_t k, int64_t n,
                                            cudaStream_t stream) {
-  if (m <= 0 || n <= 0) {
-    return 0;
-  }
-  dim3 grid;
-  if (const int err = grid_for(m, n, &grid)) {
-    return err;
-  }
-  matmul_one_output_per_thread<<<grid, kSharedThreads, 0, stream>>>(c, a, b, m, k, n);
-  AIPERF_RETURN_LAUNCH_ERROR();
+  return launch(matmul_one_output_per_thread, kSharedThreads, c, a, b, m, k, n, stream);
 }
 
 AIPERF_EXPORT int matmul_register_tiled(float* c, const float* a, const float* b, int64_t m, int64_t k, int64_t n,
                                         cudaStream_t stream) {
-  if (m <= 0 || n <= 0) {
-    return 0;
-  }
-  dim3 grid;
-  if (const int err = grid_for(m, n, &grid)) {
-    return err;
-  }
-  matmul_register_micro_tile<<<grid, kMicroThreads, 0, stream>>>(c, a, b, m, k, n);
-  AIPERF_RETURN_LAUNCH_ERROR();
+  return launch(matmul_register_micro_tile, kMicroThreads, c, a, b, m, k, n, stream);
 }
