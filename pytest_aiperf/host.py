@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -28,18 +28,21 @@ class HostPin:
                 f"all CPUs {min(values):.1f}-{max(values):.1f} us{threads})")
 
 
-def pin_host(backend: Any) -> HostPin | None:
+def pin_host(backend: Any, share: Callable[[list[int]], list[int]] = sorted) -> HostPin | None:
     """Keep the measuring thread on the faster half of the allowed CPUs by kernel-launch latency, and torch's
     intra-op pool no larger than that set. The half, not a latency threshold: a threshold let the probe's noise
     pick 2 CPUs in one process and 11 in the next (seen on an H100 VM), and host-side work then ran with that many
     threads.
 
-    Threads and processes started later inherit the set. Nothing is changed where the backend has no launch
-    latency to measure, the platform has no affinity call, or only one CPU is allowed."""
+    ``share`` narrows the allowed CPUs first (an xdist worker's part of the host, ``workers.cpu_share``), so
+    workers measuring side by side never run their host threads on the same CPUs. Threads and processes started
+    later inherit the set. Nothing is changed where the backend has no launch latency to measure or the platform
+    has no affinity call, and no probing is done where the share has one CPU."""
     probe = getattr(backend, "launch_latency_us", None)
     if probe is None or not hasattr(os, "sched_setaffinity"):
         return None
-    allowed = sorted(os.sched_getaffinity(0))
+    allowed = sorted(share(sorted(os.sched_getaffinity(0))))
+    os.sched_setaffinity(0, allowed)
     if len(allowed) < 2:
         return None
     latency: dict[int, float] = {}

@@ -4,7 +4,8 @@ outer ``CUDA_VISIBLE_DEVICES``); the xdist hooks in ``plugin`` apply them.
 
 A worker is pinned through its execnet spec's environment, which is set before the worker imports anything, so
 CUDA initializes seeing only its GPU. xdist restarts a crashed worker from the same spec, so the replacement keeps
-the crashed worker's GPU.
+the crashed worker's GPU. The spec also gives the worker its share of the host's CPUs (``SLOT_ENV``): workers that
+measured host-side work on the same CPUs would time each other's threads.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 from typing import Any, Mapping, MutableMapping, Sequence
 
 from pytest_aiperf.machine import Gpu
+
+SLOT_ENV = "AIPERF_WORKER_SLOT"
 
 
 def auto_count(gpus: Sequence[Gpu], environ: Mapping[str, str]) -> int | None:
@@ -41,3 +44,19 @@ def pin(envs: Sequence[MutableMapping[str, Any]], gpus: Sequence[Gpu]) -> None:
     for i, env in enumerate(envs):
         env.setdefault("CUDA_VISIBLE_DEVICES", gpus[i % len(gpus)].uuid)
         env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+        env.setdefault(SLOT_ENV, f"{i}/{len(envs)}")
+
+
+def cpu_share(allowed: Sequence[int], environ: Mapping[str, str]) -> list[int]:
+    """The CPUs of ``allowed`` that this worker may use: its slot's contiguous part (``SLOT_ENV`` is ``"i/n"``,
+    worker i of n), or all of them outside a pinned worker or where there are fewer CPUs than workers."""
+    cpus = sorted(allowed)
+    try:
+        slot, count = (int(part) for part in environ.get(SLOT_ENV, "").split("/"))
+    except ValueError:
+        return cpus
+    if not 0 <= slot < count or count > len(cpus):
+        return cpus
+    size, extra = divmod(len(cpus), count)
+    start = slot * size + min(slot, extra)
+    return cpus[start:start + size + (slot < extra)]

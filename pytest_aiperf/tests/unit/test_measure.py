@@ -94,6 +94,18 @@ def test_pin_host_keeps_the_thread_on_the_cpus_that_launch_fastest() -> None:
         torch.set_num_threads(threads)
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPU affinity and two CPUs")
+def test_pin_host_keeps_an_xdist_worker_inside_its_share_of_the_cpus() -> None:
+    before = os.sched_getaffinity(0)
+    cpus = sorted(before)
+    try:
+        assert host.pin_host(ScriptedClock({cpu: 7.0 for cpu in cpus}), share=lambda allowed: allowed[-1:]) is None
+        assert os.sched_getaffinity(0) == {cpus[-1]}
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 def test_pin_host_does_nothing_for_a_backend_without_launches() -> None:
     before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     assert host.pin_host(clocks.CpuClock()) is None

@@ -38,6 +38,19 @@ def test_each_worker_is_pinned_to_its_own_gpu_by_uuid_round_robin_and_an_explici
     workers.pin(envs, GPUS)
     assert [env["CUDA_VISIBLE_DEVICES"] for env in envs] == ["GPU-aaaa", "1", "GPU-aaaa"]
     assert all(env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID" for env in envs)
+    assert [env[workers.SLOT_ENV] for env in envs] == ["0/3", "1/3", "2/3"]
+
+
+def test_workers_split_the_host_cpus_into_disjoint_contiguous_shares_that_cover_them_all() -> None:
+    cpus = list(range(10, 20)) + [3]
+    shares = [workers.cpu_share(cpus, {workers.SLOT_ENV: f"{i}/3"}) for i in range(3)]
+    assert shares == [[3, 10, 11, 12], [13, 14, 15, 16], [17, 18, 19]]
+
+
+@pytest.mark.parametrize("environ", [{}, {workers.SLOT_ENV: "garbage"}, {workers.SLOT_ENV: "3/3"},
+                                     {workers.SLOT_ENV: "0/5"}])
+def test_outside_a_pinned_worker_or_with_fewer_cpus_than_workers_every_cpu_stays_allowed(environ) -> None:
+    assert workers.cpu_share([2, 0, 1, 3], environ) == [0, 1, 2, 3]
 
 
 def test_without_a_gpu_no_worker_is_pinned() -> None:
