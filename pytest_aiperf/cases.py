@@ -71,7 +71,11 @@ class Case:
     ``min_capability`` (for example ``(9, 0)`` for TMA, wgmma, clusters or FP8 on Hopper) skips the case, with that
     reason, on a GPU of a lower compute capability; it implies ``needs_cuda``.
     ``world_sizes`` (for example ``(2, 4)``) makes a distributed case, measured once per world size on that many
-    ranks (one process per GPU) that the plugin starts itself (see ``distributed``).
+    ranks (one process per GPU) that the plugin starts itself (see ``distributed``). ``devices`` (for example 2, for
+    a peer-to-peer copy) makes a single-process case that drives that many GPUs: the current device is the first,
+    the timing events are on its current stream, so each arm joins its work on the others back to that stream.
+    Either kind of multi-GPU case is marked ``multigpu``, never runs in an xdist worker (one GPU each), and keeps its
+    expectations under ``<gpus>x_<hardware>``.
     """
 
     name: str
@@ -92,6 +96,7 @@ class Case:
     budget_s: float | None = None
     min_capability: tuple[int, int] | None = None
     world_sizes: Sequence[int] = ()
+    devices: int = 1
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum() or self.name != self.name.lower():
@@ -116,6 +121,9 @@ class Case:
             object.__setattr__(self, "needs_cuda", True)
         if any(not isinstance(w, int) or w < 2 for w in self.world_sizes):
             raise ValueError(f"case {self.name}: world_sizes are rank counts of 2 or more, got {self.world_sizes!r}")
+        if not isinstance(self.devices, int) or self.devices < 1 or (self.devices > 1 and self.world_sizes):
+            raise ValueError(f"case {self.name}: devices is the GPU count of one process (1 or more, and 1 for a "
+                             f"distributed case, whose ranks have one GPU each), got {self.devices!r}")
 
     def params(self) -> list[CaseParam]:
         """One parameter per (dtype, timing shape, world size), in declaration order."""
@@ -134,8 +142,13 @@ class CaseParam:
     id: str = field(init=False)
 
     def __post_init__(self) -> None:
-        ranks = f"-{self.world}gpus" if self.world > 1 else ""
-        object.__setattr__(self, "id", f"{self.case.name}-{self.dtype}-{format_shape(self.shape)}{ranks}")
+        gpus = f"-{self.gpus}gpus" if self.gpus > 1 else ""
+        object.__setattr__(self, "id", f"{self.case.name}-{self.dtype}-{format_shape(self.shape)}{gpus}")
+
+    @property
+    def gpus(self) -> int:
+        """The GPUs the case uses: its ranks, or the devices its one process drives."""
+        return self.world if self.world > 1 else self.case.devices
 
     def seeds(self, count: int = 3) -> list[int]:
         """Seeds derived from the id, so any case reproduces alone and every case gets its own."""

@@ -67,6 +67,8 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "the baseline/optimized Cases given; each case also gets the `perf` marker; "
                                        "chapter names the expectations file (default: from the module path)")
     config.addinivalue_line("markers", "perf: a baseline/optimized performance pair (select with -m perf)")
+    config.addinivalue_line("markers", "multigpu: a pair that uses several GPUs together (distributed ranks or one "
+                                       "process driving several); deselect with -m 'perf and not multigpu'")
     options = Options(update=config.getoption("aiperf_update"), strict=config.getoption("aiperf_strict"),
                       hardware=config.getoption("aiperf_hardware"), backend=config.getoption("aiperf_backend"),
                       budget_s=config.getoption("aiperf_budget") or float(config.getini("aiperf_budget")),
@@ -124,6 +126,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         param = getattr(getattr(item, "callspec", None), "params", {}).get("pair")
         if isinstance(param, CaseParam) and item.get_closest_marker("perf_pair"):
             item.add_marker(pytest.mark.perf)
+            if param.gpus > 1:
+                item.add_marker(pytest.mark.multigpu)
             session.kernel_dirs.add(_kernel_dir(item))
             if not item.get_closest_marker("perf_pair").kwargs.get("chapter"):
                 session.known.setdefault(_chapter(item), set()).add(param.id)

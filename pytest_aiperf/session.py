@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from pytest_aiperf import build, checks, clocks, distributed, expectations, host, lease, machine, measure, record
+from pytest_aiperf import build, checks, clocks, distributed, expectations, host, lease, machine, measure, record, workers
 from pytest_aiperf.cases import CaseParam
 from pytest_aiperf.stats import SpeedupEstimate, arm_stats, noise_margin, side_stream_suspect, speedup_ci
 from pytest_aiperf.verdict import Expected, Outcome, gate_for, host_shift, judge
@@ -76,7 +77,6 @@ class AiperfSession:
     kernel_dirs: set[Path] = field(default_factory=set)
     _backend: Any = None
     _backend_ready: bool = False
-    _store: Any = None
     _stores: dict[str, Any] = field(default_factory=dict)
     _ceilings: Any = None
     _telemetry: Any = None
@@ -106,11 +106,17 @@ class AiperfSession:
             return clocks.CpuClock.name
         return clocks.CudaEvents.name if self.gpus else "none (no CUDA device)"
 
-    def store(self) -> expectations.Store:
-        if self._store is None:
-            self._store = expectations.Store(self.rootdir / self.options.expectations_dir, self.hardware)
-            self._store.preload()
-        return self._store
+    def store(self, gpus: int = 1) -> expectations.Store:
+        """The expectations of this hardware, or of ``gpus`` of it used together (``2x_h200``)."""
+        hardware = self.hardware_for(gpus)
+        if hardware not in self._stores:
+            self._stores[hardware] = expectations.Store(self.rootdir / self.options.expectations_dir, hardware)
+            if gpus == 1:
+                self._stores[hardware].preload()
+        return self._stores[hardware]
+
+    def hardware_for(self, gpus: int) -> str:
+        return self.hardware if gpus == 1 else f"{gpus}x_{self.hardware}"
 
     def backend(self) -> Any:
         """The timing backend, created on first use in the process that measures (never in the controller)."""
@@ -137,7 +143,8 @@ class AiperfSession:
         uuid = str(getattr(props, "uuid", "") or "")
         uuid = uuid if not uuid or uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
         self._telemetry = machine.Telemetry.open(uuid or None)
-        pin = host.pin_host(self._backend) if self.options.host_cpus == "fast" else None
+        share = functools.partial(workers.cpu_share, environ=os.environ)
+        pin = host.pin_host(self._backend, share) if self.options.host_cpus == "fast" else None
         self._ceilings = measure.measure_ceilings(self._backend)
         static = machine.static_info()
         self._provenance = {"gpu": props.name, "gpu_uuid": uuid, "sm_count": props.multi_processor_count,
@@ -177,7 +184,7 @@ class AiperfSession:
         __tracebackhide__ = True
         if self.context_lost:
             raise CudaContextLost(f"not run: {self.context_lost}")
-        uuids = sorted(gpu.uuid for gpu in self.gpus[:param.world]) if self.custom_backend is None else []
+        uuids = sorted(gpu.uuid for gpu in self.gpus[:param.gpus]) if self.custom_backend is None else []
         try:
             with contextlib.ExitStack() as held:
                 for uuid in uuids:  # in one order everywhere, so two processes never wait on each other's GPU
@@ -203,6 +210,7 @@ class AiperfSession:
         lacking = machine.lacks_capability(case.min_capability)
         if lacking:
             raise Skip(f"{param.id} {lacking}")
+        self._check_gpu_count(param)
         report = checks.verify(param, device)
         if backend is None:
             raise Skip(f"timing skipped: no CUDA device. Correctness verified on {device}: {len(report.seeds)} seeds x "
@@ -211,7 +219,7 @@ class AiperfSession:
         seed = param.seeds(1)[0]
         checks.verify(param, device, shapes=[param.shape], seeds=[seed])
         inputs = list(case.inputs(param.shape, param.dtype, seed, device))
-        entry = self.store().get(chapter, param.id)
+        entry = self.store(param.gpus).get(chapter, param.id)
         expected = Expected.from_entry(entry) if entry else None
         gate = gate_for(expected, case.min_speedup)
         budget = case.budget_s or self.options.budget_s
@@ -225,7 +233,8 @@ class AiperfSession:
                  } if dispatch_note is not None else {}
         host_bound = not timing["hide_dispatch"] or any(n["late_calls"] >= 0.5 * n["calls"] for n in notes.values())
         shift = host_shift(expected.launch_us, self.provenance().get("launch_us")) if expected and host_bound else None
-        judged = dict(expected=expected, gate=gate, report=report, host_change=shift)
+        judged = dict(expected=expected, gate=gate, report=report, host_change=shift,
+                      hardware=self.hardware_for(param.gpus))
         rec = self._record(param, chapter, nodeid, module, func, backend, samples, **judged)
         if rec["verdict"] in CONFIRMED and not updating and case.goal != "memory":
             first = {k: rec[k] for k in ("verdict", "speedup", "ci", "reason")}
@@ -251,12 +260,8 @@ class AiperfSession:
         """A case on ``param.world`` ranks that ``distributed`` starts: never beside other work on this process's
         GPUs, keyed in ``expectations/<world>x_<hardware>/``."""
         __tracebackhide__ = True
-        if self.options.xdist_worker:
-            raise Skip(f"{param.id} runs on {param.world} GPUs, which an xdist worker (one GPU) cannot: run it "
-                       f"without xdist (-n 0), after the single-GPU cases")
         cpu = self.options.backend == "cpu" or self.custom_backend is not None or not self.gpus
-        if not cpu and len(self.gpus) < param.world:
-            raise Skip(f"{param.id} needs {param.world} GPUs; this process sees {len(self.gpus)}")
+        self._check_gpu_count(param, cpu=cpu)
         timed = not cpu or self.options.backend == "cpu"
         world = distributed.measure(param, param.world, cuda=not cpu, budget_s=param.case.budget_s or
                                     self.options.budget_s, timeout_s=self.options.timeout_s or 3600, timed=timed)
@@ -266,10 +271,8 @@ class AiperfSession:
             raise Skip(f"timing skipped: no CUDA device. Correctness verified on {param.world} gloo ranks, each "
                        f"{len(report.seeds)} seeds x {len(report.shapes)} shapes, max relative error "
                        f"{report.err_optimized:.2g} (baseline {report.err_baseline:.2g})")
-        hardware = f"{param.world}x_{self.hardware}"
-        if hardware not in self._stores:
-            self._stores[hardware] = expectations.Store(self.rootdir / self.options.expectations_dir, hardware)
-        entry = self._stores[hardware].get(chapter, param.id)
+        hardware = self.hardware_for(param.world)
+        entry = self.store(param.world).get(chapter, param.id)
         expected = Expected.from_entry(entry) if entry else None
         samples = measure.Samples(base_ms=world.base_ms, opt_ms=world.opt_ms, base_wall_ms=world.base_ms,
                                   opt_wall_ms=world.opt_ms)
@@ -280,6 +283,16 @@ class AiperfSession:
         rec["provenance"] = {**world.provenance, **{k: v for k, v in rec["provenance"].items() if v is not None}}
         rec["ceilings"] = {"busbw_gbps": world.busbw_gbps} if world.busbw_gbps else None
         return rec
+
+    def _check_gpu_count(self, param: CaseParam, cpu: bool = False) -> None:
+        """Skip a multi-GPU case in an xdist worker (one GPU each) or where fewer GPUs are visible."""
+        if param.gpus == 1:
+            return
+        if self.options.xdist_worker:
+            raise Skip(f"{param.id} uses {param.gpus} GPUs, which an xdist worker (one GPU) cannot: run it without "
+                       f"xdist (-n 0), after the single-GPU cases (select them with -m multigpu)")
+        if not cpu and len(self.gpus) < param.gpus:
+            raise Skip(f"{param.id} needs {param.gpus} GPUs; this process sees {len(self.gpus)}")
 
     def _record(self, param: CaseParam, chapter: str, nodeid: str, module: str, func: str, backend: Any,
                 samples: measure.Samples, expected: Expected | None, gate: Any, report: checks.CheckReport,
@@ -326,7 +339,7 @@ class AiperfSession:
         ratio = base / opt
         est = SpeedupEstimate(speedup=ratio, lo=ratio, hi=ratio, confidence=1.0, rounds=1)
         verdict = judge(est, gate, expected=expected, baseline_ms=rec["baseline"]["median_ms"],
-                        optimized_ms=rec["optimized"]["median_ms"], hardware=self.hardware)
+                        optimized_ms=rec["optimized"]["median_ms"], hardware=rec["hardware"])
         rec.update(speedup=ratio, ci=[ratio, ratio], noise_margin=self.options.min_margin,
                    verdict=verdict.outcome.value, reason=f"peak memory {base} -> {opt} bytes; {verdict.reason}")
 

@@ -1,15 +1,25 @@
 """All-gather overlapped with matmul: a sequence-parallel column-parallel linear layer, gathered then multiplied vs
-gathered shard by shard around a ring while the shard in hand is multiplied.
+gathered in row chunks by NCCL's all-gather while the chunks already gathered are multiplied.
 
 - Baseline: Megatron-LM's sequence-parallel ``ColumnParallelLinear`` without communication overlap: a blocking
   all-gather of every rank's token shard into the full activation, then one GEMM with this rank's column shard of
   the weight. The GEMM waits for the whole gather; the bus idles during the GEMM. Bound by gather + GEMM.
-- Optimized: the all-gather decomposed into ``n - 1`` ring steps (the "collective matmul" of async tensor
-  parallelism, as in torch's ``fused_all_gather_matmul`` and Megatron's ``tp_comm_overlap``): at each step this rank
-  sends the shard it holds to the next rank and receives the next shard from the previous one (async
-  ``batch_isend_irecv``), while it multiplies the shard in hand into its block of output rows. Every shard's rows
-  are contiguous in the output, so each GEMM writes its block in place. Handles are waited on before the next step
-  reuses a buffer. Bound by ``n`` x the slower of one shard's transfer and one shard's GEMM.
+- Optimized: the all-gather split into ``CHUNKS`` (4) all-gathers of row chunks of every shard (the pipelined
+  variant of the "collective matmul" of async tensor parallelism), each chunk multiplied as soon as it has
+  arrived. Bound by the larger of the gather and the GEMM, plus ~1/4 of the smaller (the first chunk's gather, the
+  last chunk's GEMM).
+
+Mechanism: the chunk all-gathers are issued async all at once (issuing one ahead would make each wait for the
+GEMM enqueued before it), so they run back to back on NCCL's stream; the compute stream waits on each handle
+(an event, no host sync) before that chunk's GEMM. Chunk ``c``'s buffer holds every rank's rows of chunk ``c`` in
+rank order; one batched GEMM (a batch per rank, the weight broadcast with batch stride 0) writes each rank's rows
+into that rank's block of the output (batch stride ``rows x out_features``), so the output is laid out as the
+baseline's with no extra bytes moved; the chunk buffers together are the baseline's gathered activation. Shards
+not divisible by 4 get uneven chunks; shards of fewer than 4 rows get one chunk per row.
+
+Finding: a ring of NCCL ``batch_isend_irecv`` steps (the previous optimized arm) lost, 0.63x on 4 H200s: NCCL
+send/recv measured 105 GB/s on 2 ranks and 75 GB/s on 4 (``direct_peer_transfer``), a quarter to a third of a
+collective's bus bandwidth (NCCL gives point-to-point few channels), so every ring step was transfer-bound.
 
 Shape ``(tokens, hidden, out_features)``, bf16: the sequence of ``tokens`` split evenly over the ``n`` ranks (each
 holds ``tokens / n``) and the weight's ``out_features`` rows split evenly too (each rank computes ``out_features / n``
@@ -17,17 +27,20 @@ columns of the output for every token). Timing shape (16384, 4096, 6144): Llama-
 query heads + 8 key and 8 value heads of 128 = 6144 features) over 8 sequences of 2048 tokens, on 2 or 4
 tensor-parallel ranks.
 
-Napkin math on H200s linked by NVLink/NVSwitch (bf16 ~800 TFLOP/s, ~650 reached by these GEMMs; NCCL bus bandwidth
-~400 GB/s; peer-to-peer ~350 GB/s per direction; per-collective latency ~15-30 us):
+Napkin math on H200s linked by NVLink 4 through NVSwitch (NVLink multicast off). Measured today: the bus bandwidth
+of a 256 MB all-reduce, ~288 GB/s on 2 ranks and ~316 GB/s on 4; the baseline, 0.91 ms on 2 and 0.71 ms on 4.
+Estimates: the all-gather's bus bandwidth as the all-reduce's (a 33.5 MB chunk gather near it), the GEMMs at ~650
+TFLOP/s of bf16, ~10% of the GEMM lost to NCCL's SMs where they overlap.
 - work per rank: 2 x 16384 x 4096 x 6144 / n = 0.41 TFLOP on 2 ranks (~0.63 ms), 0.21 TFLOP on 4 (~0.32 ms); the
-  gathered activation is 134 MB, of which a rank receives (n - 1) / n.
-- baseline: the all-gather ((n - 1) / n x 134 MB at ~400 GB/s: ~0.17 ms on 2 ranks, ~0.25 ms on 4) then the GEMM:
-  ~0.8 ms on 2 ranks, ~0.57 ms on 4.
-- optimized on 2 ranks: the local half's GEMM (~0.32 ms) beside the 67 MB exchange (~0.19 ms), then the received
-  half's GEMM (~0.32 ms): ~0.64 ms. On 4: three steps of max(GEMM ~0.08 ms, 33.5 MB at ~350 GB/s ~0.1 ms) and a
-  last GEMM: ~0.38 ms, plus a few us of launch per step.
-- predicted speedup: ~1.25x on 2 H200s, ~1.45x on 4 (the gather's share grows with the ranks), less what NCCL's SMs
-  take from the GEMMs they run beside.
+  gathered activation is 134 MB, of which a rank receives (n - 1) / n: 67 MB on 2 ranks, 100 MB on 4.
+- baseline: the gather (67 MB at ~288 GB/s: ~0.23 ms on 2 ranks; 100 MB at ~316 GB/s: ~0.32 ms on 4) then the
+  GEMM: ~0.86 ms on 2 ranks, ~0.64 ms on 4 (measured 0.91 and 0.71).
+- optimized on 2 ranks, GEMM-bound: the first chunk's gather (~0.06 ms), then the four chunk GEMMs (~0.63 ms, the
+  three beside NCCL ~0.05 ms slower): ~0.74 ms. On 4, balanced: the first chunk's gather (~0.08 ms), three chunk
+  GEMMs beside the next gathers (~0.26 ms with NCCL's share) and the last chunk's GEMM (~0.08 ms): ~0.42 ms, ~0.45
+  ms with a few us of launch and NCCL ramp per chunk.
+- predicted speedup over the measured baseline: ~1.2x on 2 H200s, ~1.5x on 4 (the gather's share grows with the
+  ranks).
 """
 
 from __future__ import annotations
@@ -40,6 +53,8 @@ import torch.distributed as dist
 from kernels import itemsize, normal, seeded
 from kernels.ch04.ranks import all_gather_flat, rank_seeded
 from pytest_aiperf import Work
+
+CHUNKS = 4  # 33.5 MB per chunk gather (NCCL near full rate); 1/4 of the smaller term exposed; GEMMs of >1 wave
 
 
 def inputs(shape: tuple[int, ...], dtype: str, seed: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,25 +78,24 @@ def baseline_allgather_then_matmul(x_shard: torch.Tensor, weight: torch.Tensor) 
     return full @ weight.t()
 
 
-def optimized_ring_allgather_matmul(x_shard: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Ring steps: send the shard in hand on, receive the next, multiply the shard in hand meanwhile."""
-    world, rank = dist.get_world_size(), dist.get_rank()
-    rows = x_shard.shape[0]
+def optimized_chunked_allgather_matmul(x_shard: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The token shard gathered in up to ``CHUNKS`` row chunks (async NCCL all-gathers, all issued at once), each
+    chunk multiplied as soon as its gather is waited on, by one batched GEMM writing every rank's rows of the chunk
+    straight into that rank's block of output rows (a strided destination: no extra bytes)."""
+    world, rows = dist.get_world_size(), x_shard.shape[0]
     out = torch.empty((world * rows, weight.shape[0]), dtype=x_shard.dtype, device=x_shard.device)
-    buffers = [torch.empty_like(x_shard), torch.empty_like(x_shard)]
-    held = x_shard
-    for step in range(world):
-        source = (rank - step) % world  # whose shard is in hand
-        pending = []
-        if step < world - 1:
-            incoming = buffers[step % 2]
-            pending = dist.batch_isend_irecv([dist.P2POp(dist.isend, held, (rank + 1) % world),
-                                              dist.P2POp(dist.irecv, incoming, (rank - 1) % world)])
-        torch.mm(held, weight.t(), out=out[source * rows:(source + 1) * rows])
-        for handle in pending:
-            handle.wait()
-        if step < world - 1:
-            held = incoming
+    chunks = min(CHUNKS, rows)
+    bounds = [rows * c // chunks for c in range(chunks + 1)]
+    pending = []
+    for start, end in zip(bounds, bounds[1:]):
+        gathered = torch.empty((world, end - start, x_shard.shape[1]), dtype=x_shard.dtype, device=x_shard.device)
+        pending.append((start, end, gathered, all_gather_flat(gathered.view(-1, x_shard.shape[1]),
+                                                              x_shard[start:end], async_op=True)))
+    per_rank = out.view(world, rows, weight.shape[0])
+    weight_t = weight.t().expand(world, *weight.t().shape)
+    for start, end, gathered, handle in pending:
+        handle.wait()
+        torch.bmm(gathered, weight_t, out=per_rank[:, start:end])
     return out
 
 

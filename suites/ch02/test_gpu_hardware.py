@@ -4,6 +4,7 @@
 - pinned_transfer: a host-to-device copy from pageable memory vs one DMA from pinned memory (the host link).
 - tuned_copy: a one-float-per-thread copy kernel vs 16-byte vectors with enough bytes in flight (HBM).
 - l2_blocking: a three-pass softmax streaming the whole tensor per pass vs the passes over L2-sized row groups.
+- peer_copy (2 GPUs, one process): a GPU-to-GPU copy staged through pinned host memory vs peer to peer over NVLink.
 
 Each kernel module's header has the napkin math and the predicted H100 speedup; ``min_speedup`` here is the
 conservative floor, the claim that the technique wins at all on any recent GPU.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.ch02 import l2_blocking, pinned_transfer, tf32_tensor_cores, tuned_copy
+from kernels.ch02 import l2_blocking, peer_copy, pinned_transfer, tf32_tensor_cores, tuned_copy
 from pytest_aiperf import Case, Tolerance
 
 CASES = [
@@ -39,6 +40,10 @@ CASES = [
          reference=l2_blocking.reference, work=l2_blocking.work, needs_cuda=True,
          check_shapes=[(3, 17), (5, 4099), (7, 2_000_001)], time_shapes=[(1024, 256_000)],
          dtypes=["fp32"], min_speedup=1.1),
+    Case(name="peer_copy", baseline=peer_copy.baseline_host_staged, optimized=peer_copy.optimized_peer_copy,
+         inputs=peer_copy.inputs, reference=peer_copy.reference, work=peer_copy.work, needs_cuda=True, devices=2,
+         check_shapes=[(3, 5, 7), (8, 2, 1500, 1024)], time_shapes=[(32, 2, 4096, 1024)], dtypes=["bf16"],
+         min_speedup=3.0),
 ]
 
 

@@ -125,6 +125,39 @@ def test_world_sizes_are_rank_counts_of_two_or_more(sizes) -> None:
              check_shapes=[(5, 7)], time_shapes=[(16, 256)], world_sizes=sizes)
 
 
+def test_a_case_driving_two_gpus_from_one_process_is_named_and_counted_by_them() -> None:
+    case = Case(name="peer_copy", baseline=all_reduce_rows, optimized=all_reduce_flat, inputs=shard,
+                check_shapes=[(5, 7)], time_shapes=[(16, 256)], devices=2)
+    (only,) = case.params()
+    assert (only.id, only.gpus, only.world) == ("peer_copy-fp32-16x256-2gpus", 2, 1)
+
+
+@pytest.mark.parametrize("devices, sizes", [(0, ()), (2, (2,)), ("2", ())])
+def test_devices_is_a_gpu_count_of_one_process_and_excludes_ranks(devices, sizes) -> None:
+    with pytest.raises(ValueError, match="devices is the GPU count of one process"):
+        Case(name="peer_copy", baseline=all_reduce_rows, optimized=all_reduce_flat, inputs=shard,
+             check_shapes=[(5, 7)], time_shapes=[(16, 256)], devices=devices, world_sizes=sizes)
+
+
+@pytest.mark.parametrize("worker, visible, why", [
+    (True, 4, "uses 2 GPUs, which an xdist worker (one GPU) cannot"),
+    (False, 1, "needs 2 GPUs; this process sees 1"),
+])
+def test_a_two_gpu_case_is_skipped_in_an_xdist_worker_and_where_one_gpu_is_visible(worker, visible, why,
+                                                                                    tmp_path: Path) -> None:
+    from pytest_aiperf.machine import Gpu
+    from pytest_aiperf.session import AiperfSession, Options, Skip
+
+    case = Case(name="peer_copy", baseline=all_reduce_rows, optimized=all_reduce_flat, inputs=shard,
+                check_shapes=[(5, 7)], time_shapes=[(16, 256)], devices=2)
+    session = AiperfSession(Options(xdist_worker=worker), tmp_path)
+    session.__dict__["gpus"] = [Gpu(i, f"GPU-{i}", "NVIDIA H200") for i in range(visible)]
+    session.__dict__["hardware"] = "h200"
+    with pytest.raises(Skip, match=why.replace("(", r"\(").replace(")", r"\)")):
+        session._check_gpu_count(case.params()[0])
+    assert session.hardware_for(2) == "2x_h200" and session.hardware_for(1) == "h200"
+
+
 KILLED_PARENT = """
 import sys
 from pytest_aiperf import distributed
