@@ -14,14 +14,14 @@ from typing import Any, Iterable, Protocol
 
 from tabulate import tabulate
 
-from pytest_aiperf.record import achieved
+from pytest_aiperf.record import achieved, communication
 
 TABLE_FORMAT = "simple"
 SUMMARY_HEADERS = ("case", "baseline", "optimized", "speedup", "expected", "verdict", "achieved", "% ceil",
                    "energy/call")
 SCALING_TITLE = "scaling (distributed cases; slowest rank per round)"
 SCALING_HEADERS = ("case", "ranks", "baseline", "optimized", "speedup", "bus GB/s (% busbw)", "optimized vs {n}",
-                   "baseline vs {n}")
+                   "baseline vs {n}", "comm GB/s (% busbw)", "comm hidden")
 UPDATE_HEADERS = ("hardware", "chapter", "case", "status", "old", "new", "delta")
 FAILING = ("REGRESSED", "INCONCLUSIVE")
 NONE = "-"
@@ -151,8 +151,11 @@ def scaling_table(records: list[dict[str, Any]]) -> str:
     """How each distributed case measured at two or more world sizes in this run scales: one row per world size,
     grouped by the case id without its ``-<n>gpus`` suffix and sorted by ranks. Beside the arms and the speedup, the
     optimized arm's bus GB/s (work bytes per rank over its time) and their share of that world's all-reduce bus
-    bandwidth, and each arm's median relative to its median at the fewest ranks (``1.42x``: 42% slower). Empty
-    string when no case has two world sizes."""
+    bandwidth, and each arm's median relative to its median at the fewest ranks (``1.42x``: 42% slower). For an
+    overlap pair timed with its ``compute_only``, what its communication achieves (``record.communication``): the
+    baseline's communication time as bus GB/s and % of the all-reduce's, and the share of it the optimized arm
+    hides; ``-`` for other cases (a pure-communication pair's bus GB/s are the optimized arm's). Empty string when no
+    case has two world sizes."""
     groups: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
     for record in records:
         named = re.fullmatch(r"(.+)-\d+gpus", record["key"])
@@ -167,9 +170,12 @@ def scaling_table(records: list[dict[str, Any]]) -> str:
     rows = []
     for (_, case), worlds in scaled.items():
         first = worlds[0][1]
-        rows += [(case, str(ranks), arm_cell(record, "baseline"), arm_cell(record, "optimized"),
-                  format_speedup(record), _bus(achieved(record, "optimized")), _relative(record, first, "optimized"),
-                  _relative(record, first, "baseline")) for ranks, record in worlds]
+        for ranks, record in worlds:
+            comm = communication(record)
+            rows.append((case, str(ranks), arm_cell(record, "baseline"), arm_cell(record, "optimized"),
+                         format_speedup(record), _bus(achieved(record, "optimized")),
+                         _relative(record, first, "optimized"), _relative(record, first, "baseline"), _bus(comm),
+                         NONE if comm["hidden"] is None else f"{100 * comm['hidden']:.0f}%"))
     return _table(rows, tuple(header.format(n=against) for header in SCALING_HEADERS))
 
 
