@@ -76,6 +76,9 @@ class Case:
     the timing events are on its current stream, so each arm joins its work on the others back to that stream.
     Either kind of multi-GPU case is marked ``multigpu``, never runs in an xdist worker (one GPU each), and keeps its
     expectations under ``<gpus>x_<hardware>``.
+    ``compute_only``, for an overlap pair, is the same computation without its communication, called with the same
+    inputs; timed beside the arms on every rank, never verified; only for distributed cases. The report subtracts it
+    from the baseline to tell the communication's time, its bus bandwidth, and how much of it the optimized arm hides.
     """
 
     name: str
@@ -97,6 +100,7 @@ class Case:
     min_capability: tuple[int, int] | None = None
     world_sizes: Sequence[int] = ()
     devices: int = 1
+    compute_only: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum() or self.name != self.name.lower():
@@ -124,6 +128,9 @@ class Case:
         if not isinstance(self.devices, int) or self.devices < 1 or (self.devices > 1 and self.world_sizes):
             raise ValueError(f"case {self.name}: devices is the GPU count of one process (1 or more, and 1 for a "
                              f"distributed case, whose ranks have one GPU each), got {self.devices!r}")
+        if self.compute_only is not None and (not callable(self.compute_only) or not self.world_sizes):
+            raise ValueError(f"case {self.name}: compute_only, an overlap pair's computation without its "
+                             f"communication, is a function timed on the ranks of a distributed case (world_sizes)")
 
     def params(self) -> list[CaseParam]:
         """One parameter per (dtype, timing shape, world size), in declaration order."""

@@ -8,6 +8,9 @@ process group (NCCL on GPUs, one GPU per rank; gloo on the CPU) and, in every ra
 - warms both arms up, then times rounds that interleave baseline and optimized (A B, B A, ...). Each call starts
   after a barrier and is timed by the rank's own clock (CUDA events around the call, the launch path included);
   a round's time for an arm is the slowest rank's, since a collective step is as slow as its slowest rank.
+  An overlap pair's ``Case.compute_only`` (its computation without the communication) is warmed up and timed in
+  every round too, the same way; the rounds then run the three calls in each of their six orders in turn, so no
+  call always follows the same one.
 - rank 0 decides when to stop (the budget, as for single-GPU cases) and broadcasts it, so all ranks run the same
   sequence of collectives and none waits forever.
 
@@ -27,6 +30,7 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass, field
+from itertools import permutations
 from typing import Any
 
 from pytest_aiperf.cases import CaseParam
@@ -42,10 +46,12 @@ class DistributedError(RuntimeError):
 
 @dataclass
 class WorldResult:
-    """What rank 0 reports: per-round times of the slowest rank, and the correctness checks of every rank."""
+    """What rank 0 reports: per-round times of the slowest rank (``compute_ms``: of ``Case.compute_only``, empty
+    without one), and the correctness checks of every rank."""
 
     base_ms: list[float] = field(default_factory=list)
     opt_ms: list[float] = field(default_factory=list)
+    compute_ms: list[float] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
     world: int = 1
     backend: str = ""
@@ -205,19 +211,21 @@ def _measure_rank(param: CaseParam, device: str, budget_s: float | None, world: 
 
     if device == "cuda":
         out.busbw_gbps = _allreduce_busbw_gbps(world)
+    calls = [case.baseline, case.optimized, *([case.compute_only] if case.compute_only else [])]
     for _ in range(WARMUP_CALLS):
-        timed(case.baseline)
-        timed(case.optimized)
+        for fn in calls:
+            timed(fn)
+    orders = list(permutations(range(len(calls))))  # (0, 1), (1, 0) for two arms: A B, B A, ...
+    series = (out.base_ms, out.opt_ms, out.compute_ms)
     deadline = time.perf_counter() + budget_s
     for cycle in range(100000):
-        arms = ((case.baseline, 0), (case.optimized, 1))
-        times = [0.0, 0.0]
-        for fn, slot in arms if cycle % 2 == 0 else arms[::-1]:
-            times[slot] = timed(fn)
+        times = [0.0] * len(calls)
+        for slot in orders[cycle % len(orders)]:
+            times[slot] = timed(calls[slot])
         slowest = torch.tensor(times, dtype=torch.float64, device=device)
         dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
-        out.base_ms.append(float(slowest[0]))
-        out.opt_ms.append(float(slowest[1]))
+        for slot, value in enumerate(slowest.tolist()):
+            series[slot].append(value)
         stop = torch.tensor([1.0 if cycle + 1 >= MIN_ROUNDS and time.perf_counter() >= deadline else 0.0],
                             dtype=torch.float64, device=device)
         dist.broadcast(stop, src=0)

@@ -231,7 +231,8 @@ class Reporter:
 
     def write_summary(self, terminalreporter: Any) -> None:
         s = self.session
-        for block in (report.summary_table(s.records) if s.records else "", report.host_note(s.records),
+        for block in (report.summary_table(s.records) if s.records else "", report.scaling_block(s.records),
+                      report.host_note(s.records),
                       report.failures_block(s.records), report.below_floor_block(s.records),
                       report.floor_note(s.records),
                       report.update_table(s.changes) if s.changes else "", report.stale_block(s.stale, s.hardware)):

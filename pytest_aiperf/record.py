@@ -33,6 +33,8 @@ Keys (``None`` where a value was not measured)::
                     "power_w": [min, max], "throttle": [reason names seen], "gpu_uuid": str} or None
     ceilings       {"copy_gbps": float, "matmul_tflops": {"fp32": float, "bf16": float, "fp8": float}} or None; for a
                    distributed case {"busbw_gbps": float}, the bus bandwidth of a large NCCL all-reduce in that world
+    compute_only   arm record of a distributed overlap pair's ``Case.compute_only``, timed beside the arms in the same
+                   rounds; None for every other case
     correctness    {"seeds": [...], "shapes": [[...]], "err_baseline": float, "err_optimized": float,
                     "bound": float, "rule": str}
     provenance     {"gpu", "sm_count", "l2_bytes", "driver", "host_cpus", "host_cpu_model", "cuda", "torch",
@@ -52,7 +54,9 @@ Arm record::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
+
+from pytest_aiperf.stats import arm_stats
 
 VERDICTS = ("PASS", "REGRESSED", "IMPROVED", "INCONCLUSIVE")
 
@@ -68,6 +72,13 @@ def arm(samples_ms: list[float], *, median_ms: float, q1_ms: float, q3_ms: float
         "energy_mj": None if energy_mj is None else float(energy_mj),
         "peak_bytes": None if peak_bytes is None else int(peak_bytes),
     }
+
+
+def summarized(samples_ms: Sequence[float]) -> dict[str, Any]:
+    """The arm record of samples that are their own wall time (a distributed case's slowest rank per round)."""
+    stats = arm_stats(samples_ms)
+    return arm(samples_ms, median_ms=stats.median_ms, q1_ms=stats.q1_ms, q3_ms=stats.q3_ms,
+               wall_median_ms=stats.median_ms)
 
 
 def flops_precision(record: dict[str, Any]) -> str:
@@ -89,3 +100,27 @@ def achieved(record: dict[str, Any], arm_name: str = "optimized") -> dict[str, f
     peak = (ceilings.get("matmul_tflops") or {}).get(flops_precision(record))
     pct_flops = 100 * tflops / peak if tflops and peak else None
     return {"gbps": gbps, "tflops": tflops, "items_per_s": items, "pct_bw": pct_bw, "pct_flops": pct_flops}
+
+
+def communication(record: dict[str, Any]) -> dict[str, float | None]:
+    """What the communication of an overlap pair achieves, from its ``compute_only`` timing (None without one).
+
+    The baseline runs computation then communication, so its communication takes ``ms`` = baseline - compute
+    (medians); ``gbps`` is the work bytes (each rank's interconnect bytes) over that time and ``pct_bw`` its share of
+    the world's all-reduce bus bandwidth. ``hidden`` = (baseline - optimized) / (baseline - compute) is the share of
+    that communication time the optimized arm no longer pays. All None when the baseline is no slower than the
+    computation alone (no communication time to divide by).
+    """
+    none: dict[str, float | None] = {"ms": None, "gbps": None, "pct_bw": None, "hidden": None}
+    compute = (record.get("compute_only") or {}).get("median_ms")
+    if compute is None:
+        return none
+    base, opt = record["baseline"]["median_ms"], record["optimized"]["median_ms"]
+    comm_ms = base - compute
+    if comm_ms <= 0:
+        return none
+    nbytes = (record.get("work") or {}).get("bytes")
+    gbps = nbytes / (comm_ms / 1e3) / 1e9 if nbytes else None
+    roof = (record.get("ceilings") or {}).get("busbw_gbps")
+    return {"ms": comm_ms, "gbps": gbps, "pct_bw": 100 * gbps / roof if gbps and roof else None,
+            "hidden": (base - opt) / comm_ms}

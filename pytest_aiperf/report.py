@@ -1,5 +1,5 @@
-"""What the terminal shows: the summary table of measured cases, the failures, the expectation updates, the
-stale entries and the report header line.
+"""What the terminal shows: the summary table of measured cases, the scaling of distributed cases, the failures, the
+expectation updates, the stale entries and the report header line.
 
 Pure: every function turns records (see ``record.py``) or change objects into a string and touches nothing else,
 so the whole report can be unit-tested on hand-made records without a GPU.
@@ -8,16 +8,20 @@ so the whole report can be unit-tested on hand-made records without a GPU.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import PurePosixPath
 from typing import Any, Iterable, Protocol
 
 from tabulate import tabulate
 
-from pytest_aiperf.record import achieved
+from pytest_aiperf.record import achieved, communication
 
 TABLE_FORMAT = "simple"
 SUMMARY_HEADERS = ("case", "baseline", "optimized", "speedup", "expected", "verdict", "achieved", "% ceil",
                    "energy/call")
+SCALING_TITLE = "scaling (distributed cases; slowest rank per round)"
+SCALING_HEADERS = ("case", "ranks", "baseline", "optimized", "speedup", "bus GB/s (% busbw)", "optimized vs {n}",
+                   "baseline vs {n}", "comm GB/s (% busbw)", "comm hidden")
 UPDATE_HEADERS = ("hardware", "chapter", "case", "status", "old", "new", "delta")
 FAILING = ("REGRESSED", "INCONCLUSIVE")
 NONE = "-"
@@ -143,6 +147,44 @@ def summary_table(records: list[dict[str, Any]]) -> str:
     return _table(rows, SUMMARY_HEADERS)
 
 
+def scaling_table(records: list[dict[str, Any]]) -> str:
+    """How each distributed case measured at two or more world sizes in this run scales: one row per world size,
+    grouped by the case id without its ``-<n>gpus`` suffix and sorted by ranks. Beside the arms and the speedup, the
+    optimized arm's bus GB/s (work bytes per rank over its time) and their share of that world's all-reduce bus
+    bandwidth, and each arm's median relative to its median at the fewest ranks (``1.42x``: 42% slower). For an
+    overlap pair timed with its ``compute_only``, what its communication achieves (``record.communication``): the
+    baseline's communication time as bus GB/s and % of the all-reduce's, and the share of it the optimized arm
+    hides; ``-`` for other cases (a pure-communication pair's bus GB/s are the optimized arm's). Empty string when no
+    case has two world sizes."""
+    groups: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+    for record in records:
+        named = re.fullmatch(r"(.+)-\d+gpus", record["key"])
+        ranks = (record.get("provenance") or {}).get("ranks")
+        if named and ranks:
+            groups.setdefault((record.get("chapter") or "", named[1]), {})[int(ranks)] = record
+    scaled = {group: sorted(worlds.items()) for group, worlds in sorted(groups.items()) if len(worlds) >= 2}
+    if not scaled:
+        return ""
+    fewest = {worlds[0][0] for worlds in scaled.values()}
+    against = f"{min(fewest)} ranks" if len(fewest) == 1 else "fewest ranks"
+    rows = []
+    for (_, case), worlds in scaled.items():
+        first = worlds[0][1]
+        for ranks, record in worlds:
+            comm = communication(record)
+            rows.append((case, str(ranks), arm_cell(record, "baseline"), arm_cell(record, "optimized"),
+                         format_speedup(record), _bus(achieved(record, "optimized")),
+                         _relative(record, first, "optimized"), _relative(record, first, "baseline"), _bus(comm),
+                         NONE if comm["hidden"] is None else f"{100 * comm['hidden']:.0f}%"))
+    return _table(rows, tuple(header.format(n=against) for header in SCALING_HEADERS))
+
+
+def scaling_block(records: list[dict[str, Any]]) -> str:
+    """The scaling table under its title line; empty string when it has no rows."""
+    table = scaling_table(records)
+    return f"{SCALING_TITLE}\n{table}" if table else ""
+
+
 def failures_block(records: list[dict[str, Any]]) -> str:
     """``key: reason`` for every REGRESSED or INCONCLUSIVE case, in table order; empty string when none failed."""
     failing = sorted((r for r in records if r.get("verdict") in FAILING),
@@ -209,6 +251,20 @@ def _rate(value: float) -> str:
             mantissa, exponent = mantissa / 10, exponent + 1
         return f"{mantissa:.1f}e{exponent}"
     return _sig3(value)
+
+
+def _bus(rates: dict[str, float | None]) -> str:
+    """``312 (78%)``: GB/s and their share of the all-reduce bus bandwidth; ``312 (-)`` without that ceiling."""
+    if not rates["gbps"]:
+        return NONE
+    share = NONE if rates["pct_bw"] is None else f"{rates['pct_bw']:.0f}%"
+    return f"{_rate(rates['gbps'])} ({share})"
+
+
+def _relative(record: dict[str, Any], first: dict[str, Any], arm_name: str) -> str:
+    """An arm's median over its median in ``first`` (the same case at the fewest ranks): ``1.42x``."""
+    now, then = (record.get(arm_name) or {}).get("median_ms"), (first.get(arm_name) or {}).get("median_ms")
+    return f"{format_ratio(now / then)}x" if now and then else NONE
 
 
 def _speedup_or_none(value: float | None) -> str:

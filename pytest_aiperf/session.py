@@ -282,6 +282,7 @@ class AiperfSession:
                            gate=gate_for(expected, param.case.min_speedup), report=report, hardware=hardware)
         rec["provenance"] = {**world.provenance, **{k: v for k, v in rec["provenance"].items() if v is not None}}
         rec["ceilings"] = {"busbw_gbps": world.busbw_gbps} if world.busbw_gbps else None
+        rec["compute_only"] = record.summarized(world.compute_ms) if world.compute_ms else None
         return rec
 
     def _check_gpu_count(self, param: CaseParam, cpu: bool = False) -> None:
@@ -329,7 +330,7 @@ class AiperfSession:
             "gate": gate.to_json(), "verdict": verdict.outcome.value, "reason": verdict.reason, "remeasured": None,
             "placements": samples.placements, "build": self.build_note,
             "telemetry": tele, "ceilings": self._ceilings, "correctness": report.to_json(),
-            "provenance": self.provenance(), "warmup_calls": samples.warmup_calls,
+            "provenance": self.provenance(), "warmup_calls": samples.warmup_calls, "compute_only": None,
         }
 
     def _judge_memory(self, rec: dict[str, Any], expected: Expected | None, gate: Any) -> None:

@@ -6,7 +6,9 @@ so one module can be made faster, slower or equal between runs without editing i
 
 from __future__ import annotations
 
+import os
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch  # noqa: F401  (loaded once here: pytester's in-process runs would otherwise re-import it, which crashes)
@@ -54,6 +56,14 @@ def test_optimized_arm_beats_baseline(pair, aiperf):
 '''
 
 FAST = ["--aiperf-backend=cpu", "--aiperf-budget=0.4", "-p", "no:cacheprovider", "-p", "no:randomly"]
+
+
+@pytest.fixture(autouse=True)
+def plugin_under_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Subprocess runs import the plugin of this checkout, not the installed one: an editable install may point at
+    another worktree, whose code the subprocess would otherwise test."""
+    checkout = str(Path(__file__).resolve().parents[3])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [checkout, os.environ.get("PYTHONPATH")])))
 
 
 @pytest.fixture

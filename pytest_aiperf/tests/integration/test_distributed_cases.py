@@ -39,8 +39,9 @@ def bucketed(grads):
     return out if not os.environ.get("TOY_WRONG") else grads.clone()
 
 
+WORLDS = tuple(int(n) for n in os.environ.get("TOY_WORLDS", "2").split(","))
 CASES = [Case(name="bucketed_allreduce", baseline=per_tensor, optimized=bucketed, inputs=shard,
-              check_shapes=[(5, 7)], time_shapes=[(8, 64)], world_sizes=(2,), min_speedup=1.2)]
+              check_shapes=[(5, 7)], time_shapes=[(8, 64)], world_sizes=WORLDS, min_speedup=1.2)]
 
 
 @pytest.mark.perf_pair(*CASES)
@@ -63,6 +64,19 @@ def test_a_distributed_case_is_timed_on_its_ranks_and_recorded_under_their_count
     doc = json.loads((chapter.path / "expectations" / "2x_cpu" / "collectives.json").read_text())
     entry = doc["entries"]["bucketed_allreduce-fp32-8x64-2gpus"]
     assert entry["speedup"] > 1.2 and entry["provenance"]["ranks"] == 2, entry
+
+
+def test_a_case_timed_on_two_world_sizes_gets_a_scaling_table_after_the_summary(
+        chapter: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOY_WORLDS", "2,3")
+    result = chapter.runpytest_subprocess("-m", "perf", "--aiperf-backend=cpu", "--aiperf-budget=0.3",
+                                          "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    result.stdout.re_match_lines([r"bucketed_allreduce-fp32-8x64-3gpus .* PASS .*",
+                                  r"scaling \(distributed cases; slowest rank per round\)",
+                                  r"case +ranks .* optimized vs 2 ranks +baseline vs 2 ranks",
+                                  r"bucketed_allreduce-fp32-8x64 +2 .* 1\.00x +1\.00x",
+                                  r"bucketed_allreduce-fp32-8x64 +3 .*"])
 
 
 def test_a_wrong_collective_fails_its_case_naming_the_rank(chapter: pytest.Pytester,

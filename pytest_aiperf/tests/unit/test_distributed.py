@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 
 from pytest_aiperf import Case, distributed
+from pytest_aiperf.cases import CaseParam
 
 
 def shard(shape, dtype, seed, device):
@@ -63,6 +64,11 @@ def hang_on_rank_one(grads):
     return all_reduce_flat(grads)
 
 
+def own_rows_copied(grads):
+    """The pair's computation without its communication (here, the copy both arms make)."""
+    return grads.clone()
+
+
 def param(optimized):
     case = Case(name="bucketed_allreduce", baseline=all_reduce_rows, optimized=optimized, inputs=shard,
                 check_shapes=[(5, 7)], time_shapes=[(16, 256)], world_sizes=(2,))
@@ -75,6 +81,34 @@ def test_a_distributed_case_is_verified_on_every_rank_and_timed_by_the_slowest_r
     assert len(result.checks) == 2 and all(check["err_optimized"] < 1e-6 for check in result.checks), result.checks
     assert len(result.base_ms) == len(result.opt_ms) >= distributed.MIN_ROUNDS
     assert all(t > 0 for t in result.base_ms + result.opt_ms)
+
+
+def overlap_param() -> CaseParam:
+    case = Case(name="bucketed_allreduce", baseline=all_reduce_rows, optimized=all_reduce_flat, inputs=shard,
+                check_shapes=[(5, 7)], time_shapes=[(16, 256)], world_sizes=(2,), compute_only=own_rows_copied)
+    return case.params()[0]
+
+
+def test_an_overlap_pairs_computation_alone_is_timed_in_every_round_by_the_slowest_rank() -> None:
+    result = distributed.measure(overlap_param(), 2, cuda=False, budget_s=0.2, timeout_s=120)
+    assert len(result.compute_ms) == len(result.base_ms) == len(result.opt_ms) >= distributed.MIN_ROUNDS
+    assert all(t > 0 for t in result.compute_ms)
+
+
+def test_the_record_of_an_overlap_pair_carries_its_computation_alone_as_an_arm(tmp_path: Path) -> None:
+    from pytest_aiperf.session import AiperfSession, Options
+
+    session = AiperfSession(Options(backend="cpu", budget_s=0.2), tmp_path)
+    rec = session.run(overlap_param(), nodeid="t::overlap", module="t.py", func="t", chapter="ch99_toy")
+    compute = rec["compute_only"]
+    assert len(compute["samples_ms"]) == len(rec["baseline"]["samples_ms"]) >= distributed.MIN_ROUNDS
+    assert compute["q1_ms"] <= compute["median_ms"] <= compute["q3_ms"] and compute["median_ms"] > 0
+
+
+def test_compute_only_is_refused_on_a_case_that_is_not_distributed() -> None:
+    with pytest.raises(ValueError, match="compute_only, an overlap pair's computation without its communication"):
+        Case(name="peer_copy", baseline=all_reduce_rows, optimized=all_reduce_flat, inputs=shard,
+             check_shapes=[(5, 7)], time_shapes=[(16, 256)], devices=2, compute_only=own_rows_copied)
 
 
 def test_a_wrong_collective_fails_correctness_and_names_the_rank() -> None:
