@@ -26,6 +26,11 @@ bandwidth on 2 ranks, ~267 GB/s on 4; H200 HBM ~4.0 TB/s):
 - predicted speedup: ~1.5x on 2 H200s, ~1.6x on 4. Against an in-place fp32 all-reduce (no copy, as DDP does it)
   the gain is ~1.25x / ~1.4x: on NVLink the casts eat much of what the halved message saves; across nodes (tens of
   GB/s per GPU) the same pair approaches 2x.
+
+Measured (4x H200 VM, NVLink 4 via NVSwitch, NVLS off, torch 2.11, NCCL 2.28.9; 2026-11-21, commits 11d7741 and
+316153b, two processes): 3.13-3.14 ms -> 2.35 ms on 2 ranks (1.33x), 4.17-4.19 ms -> 2.86-2.90 ms on 4 (1.44-1.45x),
+at the low end of the predicted ~1.25-1.6x: the optimized arm, casts included, moves its bf16 message at 65-72% of
+the 256 MB all-reduce's bus bandwidth.
 """
 
 from __future__ import annotations

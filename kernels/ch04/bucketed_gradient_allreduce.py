@@ -24,6 +24,12 @@ algorithm bandwidth a message sees is busbw x n / (2 (n - 1)): ~400 GB/s on 2 ra
 - optimized: the cat (~0.25 ms), one all-reduce of 498 MB (~1.25 ms / ~1.9 ms) and one latency: ~1.5 ms / ~2.2 ms.
 - predicted speedup: ~3x on 2 H200s, ~2.6x on 4 (2-4x: the baseline's latency term depends on the host's
   launch path and on how well the mid-size tensors, 2-9 MB, reach the bus bandwidth).
+
+Measured (4x H200 VM, NVLink 4 via NVSwitch, NVLS off, torch 2.11, NCCL 2.28.9; 2026-11-21, commits 11d7741 and
+316153b, two processes): 5.04-6.51 ms -> 2.30-2.42 ms on 2 ranks (2.19x and 2.69x), 8.29-8.51 ms -> 3.07-3.09 ms on 4
+(2.68-2.78x), within the predicted 2-4x. The flat bucket reaches 72-77% of the all-reduce bus bandwidth measured in
+the same world (the 70% target). The baseline moved by 29% between the two processes on 2 ranks (its 148 launches
+and small messages make it host-bound); the bucket moved by 5%.
 """
 
 from __future__ import annotations
