@@ -74,11 +74,13 @@ def arm(samples_ms: list[float], *, median_ms: float, q1_ms: float, q3_ms: float
     }
 
 
-def summarized(samples_ms: Sequence[float]) -> dict[str, Any]:
-    """The arm record of samples that are their own wall time (a distributed case's slowest rank per round)."""
+def summarized(samples_ms: Sequence[float], wall_ms: Sequence[float] | None = None) -> dict[str, Any]:
+    """The arm record of timed samples and of their wall times (``wall_ms``; None where the samples are their own
+    wall time, as a distributed case's slowest rank per round)."""
     stats = arm_stats(samples_ms)
+    wall = stats if wall_ms is None else arm_stats(wall_ms)
     return arm(samples_ms, median_ms=stats.median_ms, q1_ms=stats.q1_ms, q3_ms=stats.q3_ms,
-               wall_median_ms=stats.median_ms)
+               wall_median_ms=wall.median_ms)
 
 
 def flops_precision(record: dict[str, Any]) -> str:

@@ -8,7 +8,6 @@ so the whole report can be unit-tested on hand-made records without a GPU.
 from __future__ import annotations
 
 import math
-import re
 from pathlib import PurePosixPath
 from typing import Any, Iterable, Protocol
 
@@ -158,10 +157,10 @@ def scaling_table(records: list[dict[str, Any]]) -> str:
     case has two world sizes."""
     groups: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
     for record in records:
-        named = re.fullmatch(r"(.+)-\d+gpus", record["key"])
         ranks = (record.get("provenance") or {}).get("ranks")
-        if named and ranks:
-            groups.setdefault((record.get("chapter") or "", named[1]), {})[int(ranks)] = record
+        case = record["key"].removesuffix(f"-{ranks}gpus")
+        if ranks and case != record["key"]:
+            groups.setdefault((record.get("chapter") or "", case), {})[int(ranks)] = record
     scaled = {group: sorted(worlds.items()) for group, worlds in sorted(groups.items()) if len(worlds) >= 2}
     if not scaled:
         return ""

@@ -18,7 +18,7 @@ from typing import Any
 
 from pytest_aiperf import build, checks, clocks, distributed, expectations, host, lease, machine, measure, record, workers
 from pytest_aiperf.cases import CaseParam
-from pytest_aiperf.stats import SpeedupEstimate, arm_stats, noise_margin, side_stream_suspect, speedup_ci
+from pytest_aiperf.stats import SpeedupEstimate, noise_margin, side_stream_suspect, speedup_ci
 from pytest_aiperf.verdict import Expected, Outcome, gate_for, host_shift, judge
 
 REMEASURE_FACTOR = 3.0
@@ -307,10 +307,11 @@ class AiperfSession:
                 raise MeasurementError(f"{arm} arm of {param.id}: {suspect}. Work escaped the current stream: join side "
                                        f"streams (torch.cuda.current_stream().wait_stream(s)) before returning")
         est = speedup_ci(samples.base_ms, samples.opt_ms)
-        base, opt = arm_stats(samples.base_ms), arm_stats(samples.opt_ms)
+        base = record.summarized(samples.base_ms, samples.base_wall_ms)
+        opt = record.summarized(samples.opt_ms, samples.opt_wall_ms)
         tele = machine.summarize(samples.telemetry) if samples.telemetry else None
         severe = sorted(set((tele or {}).get("throttle", [])) & machine.SEVERE_THROTTLE)
-        verdict = judge(est, gate, expected=expected, baseline_ms=base.median_ms, optimized_ms=opt.median_ms,
+        verdict = judge(est, gate, expected=expected, baseline_ms=base["median_ms"], optimized_ms=opt["median_ms"],
                         throttle=severe, host_change=host_change, hardware=hardware)
         work = param.work_model()
         return {
@@ -320,10 +321,7 @@ class AiperfSession:
             "min_speedup": param.case.min_speedup,
             "work": {"bytes": work.bytes, "flops": work.flops, "items": work.items, "item_name": work.item_name,
                      "flops_at": work.flops_at},
-            "baseline": record.arm(samples.base_ms, median_ms=base.median_ms, q1_ms=base.q1_ms, q3_ms=base.q3_ms,
-                                   wall_median_ms=arm_stats(samples.base_wall_ms).median_ms),
-            "optimized": record.arm(samples.opt_ms, median_ms=opt.median_ms, q1_ms=opt.q1_ms, q3_ms=opt.q3_ms,
-                                    wall_median_ms=arm_stats(samples.opt_wall_ms).median_ms),
+            "baseline": base, "optimized": opt,
             "speedup": est.speedup, "ci": [est.lo, est.hi], "confidence": est.confidence, "rounds": est.rounds,
             "noise_margin": noise_margin(samples.base_ms, samples.opt_ms, floor=self.options.min_margin),
             "expected": None if expected is None else expected.to_json(), "host_change": host_change,
