@@ -47,16 +47,24 @@ def pin(envs: Sequence[MutableMapping[str, Any]], gpus: Sequence[Gpu]) -> None:
         env.setdefault(SLOT_ENV, f"{i}/{len(envs)}")
 
 
+def slot(environ: Mapping[str, str]) -> tuple[int, int] | None:
+    """``(i, n)``, this process being worker i of n (``SLOT_ENV`` is ``"i/n"``), or None outside a pinned worker
+    or where the value is malformed (then the process behaves as the only one)."""
+    try:
+        index, count = (int(part) for part in environ.get(SLOT_ENV, "").split("/"))
+    except ValueError:
+        return None
+    return (index, count) if 0 <= index < count else None
+
+
 def cpu_share(allowed: Sequence[int], environ: Mapping[str, str]) -> list[int]:
     """The CPUs of ``allowed`` that this worker may use: its slot's contiguous part (``SLOT_ENV`` is ``"i/n"``,
     worker i of n), or all of them outside a pinned worker or where there are fewer CPUs than workers."""
     cpus = sorted(allowed)
-    try:
-        slot, count = (int(part) for part in environ.get(SLOT_ENV, "").split("/"))
-    except ValueError:
+    worker = slot(environ)
+    if worker is None or worker[1] > len(cpus):
         return cpus
-    if not 0 <= slot < count or count > len(cpus):
-        return cpus
+    index, count = worker
     size, extra = divmod(len(cpus), count)
-    start = slot * size + min(slot, extra)
-    return cpus[start:start + size + (slot < extra)]
+    start = index * size + min(index, extra)
+    return cpus[start:start + size + (index < extra)]
