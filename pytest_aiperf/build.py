@@ -6,11 +6,16 @@ device pointers, ints ``int64_t``, floats ``double``, torch's current stream is 
 ``CudaError`` naming the launcher. The cache key covers the source, the local headers it includes, the compiler's
 version, the flags and the target architecture, so a warm run rebuilds nothing and an edit rebuilds only its file.
 A source that fails to compile fails the cases that use it, with the compiler's message; the others run.
+
+Processes share the cache (xdist starts one worker per GPU, and every worker builds every source at start): a
+source is compiled under an exclusive lock on ``<library>.lock`` beside its library, so the first process compiles
+it and the others wait and load that library instead of running the same nvcc again.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -19,9 +24,15 @@ import shutil
 import subprocess
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; each process builds on its own (the write is still atomic)
+    fcntl = None  # type: ignore[assignment]
 
 FLAGS = ("-std=c++17", "-O3", "-lineinfo", "-shared", "-Xcompiler", "-fPIC")
+TIMEOUT_S = 600
 INCLUDE = Path(__file__).resolve().parent / "include"
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 _LOCK = threading.Lock()
@@ -104,10 +115,39 @@ def build(source: Path, *, target: str | None = None, include_dirs: Iterable[Pat
     if output.is_file():
         return output
     output.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(output.with_name(f"{output.name}.lock")):
+        if output.is_file():  # another process compiled it while this one waited
+            return output
+        _compile(source, output, target, include_dirs)
+    return output
+
+
+@contextlib.contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_file`` (created if missing) for the block. The descriptor is closed on
+    every path out of the block (a failed or timed-out compile included), which drops the lock, and the kernel drops
+    it when a holder dies, so a leftover lock file never blocks anyone. It is left in place: removing it while
+    another process waits on it would let a third lock a fresh file and compile alongside. A waiter waits at most
+    one compile (``TIMEOUT_S``). A lock is per open file, so threads of one process exclude each other too.
+    Without ``fcntl`` (Windows) the block runs unlocked."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _compile(source: Path, output: Path, target: str, include_dirs: list[Path]) -> None:
+    """Run nvcc into a partial file of this process and thread, then rename it into place: a reader (or a process
+    without the lock) sees either no library or a complete one."""
     partial = output.with_name(f"{output.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     cmd = command(source, partial, target, include_dirs)
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
         if done.returncode != 0:
             raise BuildError(f"{source.name} did not compile (exit {done.returncode}):\n$ {' '.join(cmd)}\n"
                              f"{(done.stderr or done.stdout).strip()}")
@@ -116,7 +156,6 @@ def build(source: Path, *, target: str | None = None, include_dirs: Iterable[Pat
         raise BuildError(f"{source.name}: nvcc ran longer than {exc.timeout} s") from exc
     finally:
         partial.unlink(missing_ok=True)
-    return output
 
 
 _VERSIONS: dict[str, str] = {}
