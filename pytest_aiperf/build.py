@@ -9,7 +9,8 @@ A source that fails to compile fails the cases that use it, with the compiler's 
 
 Processes share the cache (xdist starts one worker per GPU, and every worker builds every source at start): a
 source is compiled under an exclusive lock on ``<library>.lock`` beside its library, so the first process compiles
-it and the others wait and load that library instead of running the same nvcc again.
+it and the others wait and load that library instead of running the same nvcc again. ``build_all`` starts each
+worker at a different point of the source list, so workers mostly compile different sources side by side.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import shutil
 import subprocess
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from pytest_aiperf import workers
 
 try:
     import fcntl
@@ -168,15 +171,39 @@ def _compiler_version(compiler: str) -> str:
     return _VERSIONS[compiler]
 
 
+def build_order(sources: Iterable[Path], environ: Mapping[str, str]) -> list[Path]:
+    """The sorted sources, rotated to start at worker i's i/n of the list (``workers.slot``): xdist workers that
+    build the same list at once then start on different sources and meet only near the ends of their runs, where a
+    source is often already built. Evenly spaced starts, not consecutive ones: each worker takes many sources at
+    once (one per CPU), so workers starting one apart would compile nearly the same batch. Sorted order outside a
+    pinned worker or with a malformed slot."""
+    ordered = sorted(sources)
+    worker = workers.slot(environ)
+    if worker is None or not ordered:
+        return ordered
+    index, count = worker
+    start = index * len(ordered) // count
+    return ordered[start:] + ordered[:start]
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: an xdist worker is pinned to its share of the host (``host.pin_host``),
+    and nvcc inherits that set, so more parallel builds than this only take turns on the same CPUs."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def build_all(sources: Iterable[Path], *, include_dirs: Iterable[Path] = (), jobs: int | None = None) -> dict:
-    """Build many sources in parallel (one nvcc per core); returns ``{source: library path or BuildError}``.
-    Used to start every build of a run at once; each case still gets its own library's error."""
-    sources = sorted({Path(s).resolve() for s in sources})
+    """Build many sources in parallel (by default one nvcc per usable CPU, ``usable_cpus``), in ``build_order``;
+    returns ``{source: library path or BuildError}``. Used to start every build of a run at once; each case still
+    gets its own library's error."""
+    sources = build_order({Path(s).resolve() for s in sources}, os.environ)
     if not sources:
         return {}
     target = arch()
     include_dirs = list(include_dirs)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs or usable_cpus()) as pool:
         futures = {pool.submit(build, s, target=target, include_dirs=include_dirs): s for s in sources}
         results: dict[Path, Path | BaseException] = {}
         for future in concurrent.futures.as_completed(futures):

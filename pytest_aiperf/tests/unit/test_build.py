@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_aiperf import build
+from pytest_aiperf import build, workers
 
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").is_file(),
                                 reason="needs nvcc")
@@ -208,3 +208,26 @@ def test_a_compile_past_the_timeout_releases_the_lock_and_leaves_no_partial_libr
     output = finish(start_child(workspace / "fill.cu", go), timeout=30)
     assert Path(output).is_file(), output
 
+
+SOURCES = [Path(f"/kernels/{name}.cu") for name in "abcdefgh"]
+
+
+def test_each_worker_starts_its_build_at_a_different_source_and_still_builds_them_all() -> None:
+    orders = [build.build_order(reversed(SOURCES), {workers.SLOT_ENV: f"{i}/4"}) for i in range(4)]
+    assert [order[0].name for order in orders] == ["a.cu", "c.cu", "e.cu", "g.cu"], orders
+    assert all(order == SOURCES[SOURCES.index(order[0]):] + SOURCES[:SOURCES.index(order[0])] for order in orders)
+    few = [build.build_order(SOURCES[:2], {workers.SLOT_ENV: f"{i}/4"}) for i in range(4)]
+    assert all(sorted(order) == SOURCES[:2] for order in few), few
+
+
+@pytest.mark.parametrize("value", [None, "", "garbage", "4/4", "-1/4", "1/0", "1/2/3", "1.5/4"])
+def test_outside_a_pinned_worker_or_with_a_malformed_slot_sources_build_in_sorted_order(value) -> None:
+    environ = {} if value is None else {workers.SLOT_ENV: value}
+    assert build.build_order(reversed(SOURCES), environ) == SOURCES
+
+
+def test_parallel_compiles_default_to_the_cpus_this_process_may_run_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3, 5})
+    assert build.usable_cpus() == 2
