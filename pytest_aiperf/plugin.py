@@ -23,6 +23,7 @@ from pytest_aiperf.verdict import ImprovedBeyondExpectation, InconclusiveMeasure
 
 SESSION = pytest.StashKey[AiperfSession]()
 RECORD = pytest.StashKey[dict]()
+DURATIONS = "aiperf/durations"  # pytest cache key: seconds per test id of the last run, for longest-first order
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -56,6 +57,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "kernel) ends the run with exit 124, after the cases that finished are reported and recorded.")
     group.addoption("--aiperf-share-gpus", dest="aiperf_share_gpus", action="store_true",
                     help="allow more xdist workers than GPUs; workers sharing a GPU take turns measuring.")
+    group.addoption("--aiperf-order", dest="aiperf_order", default="longest-first",
+                    choices=["longest-first", "collected"],
+                    help="under xdist, the order in which tests are handed to workers: 'longest-first' (default) by "
+                         "each test's duration in the last run, kept in pytest's cache (tests without one go first), "
+                         "so the run does not end on one worker with a long case; 'collected': as collected.")
     parser.addini("aiperf_budget", "sampling budget per case in seconds", type="string", default="3.0")
     parser.addini("aiperf_timeout", "time limit per case in seconds (0: none)", type="string", default="300")
     parser.addini("aiperf_min_margin", "smallest noise margin an expectation may record", type="string", default="0.03")
@@ -89,7 +95,10 @@ def pytest_configure(config: pytest.Config) -> None:
         error = workers.count_error(len(specs), session.gpus, config.getoption("aiperf_share_gpus"))
         if error and config.getoption("dist", "no") != "no":
             raise pytest.UsageError(error)
+        session.last_durations = _cached_durations(config)
         config.pluginmanager.register(Reporter(config, session), "aiperf-reporter")
+    elif config.workerinput.get(DURATIONS):
+        config.pluginmanager.register(LongestFirst(config.workerinput[DURATIONS]), "aiperf-longest-first")
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
@@ -101,6 +110,13 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_setupnodes(config: pytest.Config, specs: list[Any]) -> None:
     workers.pin([spec.env for spec in specs], config.stash[SESSION].gpus)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Every worker gets the durations the controller read once, so all of them sort their collection alike."""
+    if node.config.getoption("aiperf_order") == "longest-first":
+        node.workerinput[DURATIONS] = node.config.stash[SESSION].last_durations
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -178,12 +194,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return rep
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
     session = config.stash[SESSION]
     gpus = session.gpus
     known = not gpus or session.options.hardware is not None or machine.is_known(gpus[0].name)
-    return report.header_line(session.hardware, session.timing_name,
-                              str(session.options.expectations_dir / session.hardware), known)
+    lines = [report.header_line(session.hardware, session.timing_name,
+                                str(session.options.expectations_dir / session.hardware), known)]
+    if config.getoption("dist", "no") != "no" and config.getoption("aiperf_order") == "longest-first":
+        lines.append(report.order_line(len(session.last_durations), getattr(config, "cache", None) is not None))
+    return lines
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -197,6 +216,18 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     machine_info["gpu"] = machine.static_info()
 
 
+class LongestFirst:
+    """Registered only in xdist workers given the last run's durations: xdist's load scheduler hands tests out in
+    collection order, so the collection is put in ``workers.longest_first`` order, after every other reordering."""
+
+    def __init__(self, seconds: dict[str, float]) -> None:
+        self.seconds = seconds
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        items[:] = [items[i] for i in workers.longest_first([item.nodeid for item in items], self.seconds)]
+
+
 class Reporter:
     """Registered only in the reporting process: gathers records from reports and prints the summary."""
 
@@ -205,6 +236,7 @@ class Reporter:
         self.worker_errors = 0
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.session.durations[report.nodeid] = self.session.durations.get(report.nodeid, 0.0) + report.duration
         rec = getattr(report, "aiperf", None)
         if rec is not None:
             self.session.collect(rec)
@@ -221,6 +253,9 @@ class Reporter:
         if self.worker_errors:
             self.session.known.clear()
         self.session.finish()
+        cache = getattr(self.config, "cache", None)
+        if cache is not None and self.session.durations:
+            cache.set(DURATIONS, workers.merged_durations(self.session.last_durations, self.session.durations))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         s = self.session
@@ -238,6 +273,11 @@ class Reporter:
                       report.update_table(s.changes) if s.changes else "", report.stale_block(s.stale, s.hardware)):
             if block:
                 terminalreporter.write_line(block)
+
+
+def _cached_durations(config: pytest.Config) -> dict[str, float]:
+    cache = getattr(config, "cache", None)
+    return workers.valid_durations(cache.get(DURATIONS, {})) if cache is not None else {}
 
 
 def _timeout(config: pytest.Config) -> float:

@@ -232,6 +232,14 @@ def header_line(hardware: str, backend: str, expectations_dir: str, known: bool)
     return line
 
 
+def order_line(known: int, cached: bool) -> str:
+    """pytest's report header under xdist: whether tests go out longest first, and from how many durations."""
+    if known:
+        return f"aiperf: xdist hands tests out longest first, by the durations of {known} tests in the last run"
+    why = "no durations from a last run yet" if cached else "pytest's cache is off (-p no:cacheprovider)"
+    return f"aiperf: xdist hands tests out as collected: {why}"
+
+
 def _table(rows: list[tuple[str, ...]], headers: tuple[str, ...]) -> str:
     return tabulate(rows, headers=headers, tablefmt=TABLE_FORMAT, disable_numparse=True)
 

@@ -72,6 +72,8 @@ class AiperfSession:
     custom_backend: Any = None
     records: list[dict[str, Any]] = field(default_factory=list)
     known: dict[str, set[str]] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)
+    last_durations: dict[str, float] = field(default_factory=dict)
     changes: list[Any] = field(default_factory=list)
     stale: list[tuple[str, str]] = field(default_factory=list)
     kernel_dirs: set[Path] = field(default_factory=set)
@@ -144,6 +146,7 @@ class AiperfSession:
         uuid = uuid if not uuid or uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
         self._telemetry = machine.Telemetry.open(uuid or None)
         share = functools.partial(workers.cpu_share, environ=os.environ)
+        self.build_note = self._prebuild()  # before pin_host narrows the CPUs, which nvcc would inherit
         pin = host.pin_host(self._backend, share) if self.options.host_cpus == "fast" else None
         self._ceilings = measure.measure_ceilings(self._backend)
         static = machine.static_info()
@@ -152,7 +155,6 @@ class AiperfSession:
                             "host_cpus": pin.describe() if pin else "not pinned",
                             "launch_us": pin.best_us if pin else None,
                             "host_cpu_model": machine.host_cpu_model(), **machine.software_versions()}
-        self.build_note = self._prebuild()
 
     def _prebuild(self) -> str | None:
         """Build every CUDA source of the collected chapters at once, in parallel, before the first case; a

@@ -6,6 +6,9 @@ A worker is pinned through its execnet spec's environment, which is set before t
 CUDA initializes seeing only its GPU. xdist restarts a crashed worker from the same spec, so the replacement keeps
 the crashed worker's GPU. The spec also gives the worker its share of the host's CPUs (``SLOT_ENV``): workers that
 measured host-side work on the same CPUs would time each other's threads.
+
+Cases are handed out longest first (``longest_first``), by the durations of the last run in pytest's cache: a long
+case that starts last keeps one worker busy while the others sit idle, so the run ends with it.
 """
 
 from __future__ import annotations
@@ -68,3 +71,26 @@ def cpu_share(allowed: Sequence[int], environ: Mapping[str, str]) -> list[int]:
     size, extra = divmod(len(cpus), count)
     start = index * size + min(index, extra)
     return cpus[start:start + size + (index < extra)]
+
+
+def longest_first(nodeids: Sequence[str], seconds: Mapping[str, float]) -> list[int]:
+    """The order (indices into ``nodeids``) in which xdist should hand tests out: tests without a recorded duration
+    first (a new case may be the longest), in collection order, then the others by descending duration (ties in
+    collection order). The order is a pure function of its arguments: every worker must collect the same list."""
+    known = [i for i, nodeid in enumerate(nodeids) if nodeid in seconds]
+    unknown = [i for i, nodeid in enumerate(nodeids) if nodeid not in seconds]
+    return unknown + sorted(known, key=lambda i: -seconds[nodeids[i]])
+
+
+def merged_durations(last: Mapping[str, float], now: Mapping[str, float]) -> dict[str, float]:
+    """The durations to keep for the next run: this run's, and the last run's for tests this run did not run."""
+    return {**last, **now}
+
+
+def valid_durations(stored: Any) -> dict[str, float]:
+    """The seconds per test id read back from pytest's cache. What is not a number of seconds per test id (a
+    hand-edited or foreign cache value) is dropped rather than trusted: the order is only a hint."""
+    if not isinstance(stored, dict):
+        return {}
+    return {k: float(v) for k, v in stored.items()
+            if isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0}

@@ -55,7 +55,8 @@ def test_optimized_arm_beats_baseline(pair, aiperf):
     aiperf.run(pair)
 '''
 
-FAST = ["--aiperf-backend=cpu", "--aiperf-budget=0.4", "-p", "no:cacheprovider", "-p", "no:randomly"]
+FAST = ["--aiperf-backend=cpu", "--aiperf-budget=0.4", "-p", "no:randomly"]
+NO_CACHE = ["-p", "no:cacheprovider"]
 
 
 @pytest.fixture(autouse=True)
@@ -81,10 +82,11 @@ def chapter(pytester: pytest.Pytester) -> pytest.Pytester:
 
 @pytest.fixture
 def run_toy(chapter: pytest.Pytester):
-    """Run the toy chapter with the CPU clock and a short budget: ``run_toy("-k", "double", subprocess=True)``."""
+    """Run the toy chapter with the CPU clock and a short budget: ``run_toy("-k", "double", subprocess=True)``;
+    pytest's cache is off unless ``cache=True``."""
 
-    def run(*args: str, subprocess: bool = False) -> pytest.RunResult:
-        full = [*FAST, *args]
+    def run(*args: str, subprocess: bool = False, cache: bool = False) -> pytest.RunResult:
+        full = [*FAST, *([] if cache else NO_CACHE), *args]
         return chapter.runpytest_subprocess(*full) if subprocess else chapter.runpytest(*full)
 
     return run

@@ -59,3 +59,45 @@ def test_under_xdist_the_summary_json_and_expectations_are_complete(run_toy, two
     result.stdout.re_match_lines([r".*triple-fp32-256 .*", r".*triple-fp32-512 .*"])
     gated = run_toy("-n", "2", subprocess=True)
     gated.assert_outcomes(passed=3)
+
+
+ORDER_PROBE = '''
+def pytest_collection_finish(session):
+    worker = getattr(session.config, "workerinput", None)
+    if worker:
+        out = session.config.rootpath / f"order-{worker['workerid']}.txt"
+        out.write_text("\\n".join(item.nodeid.rsplit("[", 1)[1].rstrip("]") for item in session.items))
+'''
+NODE = "suites/ch90/test_toy.py::test_optimized_arm_beats_baseline[{}]"
+
+
+def test_under_xdist_the_longest_case_of_the_last_run_goes_out_first_and_the_run_updates_the_durations(
+        run_toy, two_cases):
+    two_cases.makeconftest(ORDER_PROBE)
+    cache = two_cases.path / ".pytest_cache/v/aiperf/durations"
+    cache.parent.mkdir(parents=True)
+    cache.write_text(json.dumps({NODE.format("triple-fp32-512"): 100.0, NODE.format("double-fp32-1024"): 1.0}))
+    result = run_toy("-n", "2", subprocess=True, cache=True)
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["aiperf: xdist hands tests out longest first, by the durations of 2 tests*"])
+    orders = {p.name: p.read_text().split() for p in two_cases.path.glob("order-gw*.txt")}
+    expected = ["triple-fp32-256", "triple-fp32-512", "double-fp32-1024"]  # never timed first, then longest
+    assert orders == {"order-gw0.txt": expected, "order-gw1.txt": expected}, orders
+    durations = json.loads(cache.read_text())
+    assert sorted(durations) == sorted(NODE.format(case) for case in expected), durations
+    assert 0 < durations[NODE.format("triple-fp32-512")] < 100, "this run's duration replaces the last run's"
+
+
+@pytest.mark.parametrize("args, cached, why", [(["--aiperf-order=collected"], True, None),
+                                               ([], False, "*as collected: pytest's cache is off*")])
+def test_under_xdist_tests_go_out_as_collected_when_asked_or_without_a_cache(run_toy, two_cases, args, cached, why):
+    two_cases.makeconftest(ORDER_PROBE)
+    cache = two_cases.path / ".pytest_cache/v/aiperf/durations"
+    cache.parent.mkdir(parents=True)
+    cache.write_text(json.dumps({NODE.format("triple-fp32-512"): 100.0}))
+    result = run_toy("-n", "2", *args, subprocess=True, cache=cached)
+    result.assert_outcomes(passed=3)
+    if why:
+        result.stdout.fnmatch_lines([why])
+    orders = {p.read_text() for p in two_cases.path.glob("order-gw*.txt")}
+    assert orders == {"double-fp32-1024\ntriple-fp32-256\ntriple-fp32-512"}, orders

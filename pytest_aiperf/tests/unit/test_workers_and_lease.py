@@ -53,6 +53,23 @@ def test_outside_a_pinned_worker_or_with_fewer_cpus_than_workers_every_cpu_stays
     assert workers.cpu_share([2, 0, 1, 3], environ) == [0, 1, 2, 3]
 
 
+def test_tests_go_out_longest_first_with_those_never_timed_ahead_in_collection_order() -> None:
+    ids = ["a", "b", "c", "d", "e"]
+    seconds = {"a": 1.0, "b": 30.0, "d": 30.0, "e": 5.0}
+    assert [ids[i] for i in workers.longest_first(ids, seconds)] == ["c", "b", "d", "e", "a"]
+    assert workers.longest_first(ids, {}) == [0, 1, 2, 3, 4]
+
+
+def test_the_kept_durations_are_this_runs_plus_the_last_runs_for_tests_not_run_now() -> None:
+    assert workers.merged_durations({"a": 1.0, "b": 2.0}, {"b": 9.0, "c": 3.0}) == {"a": 1.0, "b": 9.0, "c": 3.0}
+
+
+@pytest.mark.parametrize("stored", [None, [], "x", {"a": "slow"}, {"a": -1.0}, {"a": True}, {"a": None}])
+def test_cached_durations_that_are_not_seconds_per_test_are_dropped(stored) -> None:
+    assert workers.valid_durations(stored) == {}
+    assert workers.valid_durations({"ok": 2, **(stored if isinstance(stored, dict) else {})}) == {"ok": 2.0}
+
+
 def test_without_a_gpu_no_worker_is_pinned() -> None:
     envs = [{}, {}]
     workers.pin(envs, [])
