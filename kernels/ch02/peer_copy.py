@@ -23,9 +23,9 @@ Napkin math on 2 H200s (NVLink 4 through NVSwitch, PCIe gen5 x16 to the host):
   estimate, not measured here): ~315-380 GB/s = ~1.4-1.7 ms.
 - predicted speedup: ~6-8x (the NVLink-to-PCIe rate ratio; the chunking costs the baseline a few percent).
 
-Measured (4x H200 VM, NVLink 4 via NVSwitch, torch 2.11; 2026-11-21, commit 316153b, one process): 10.3 ms -> 1.36
-ms, 7.58x, within the predicted ~6-8x: the peer copy moved 393 GB/s (87% of the 450 GB/s nominal per direction), the
-staged copy ~52 GB/s.
+Measured (4x H200 VM, NVLink 4 via NVSwitch, torch 2.11; 2026-11-21, commits 316153b and 0bd6377, two processes): 10.3
+ms -> 1.36 ms, 7.56-7.58x, within the predicted ~6-8x: the peer copy moved 393-394 GB/s (87% of the 450 GB/s nominal
+per direction), the staged copy ~52 GB/s.
 """
 
 from __future__ import annotations

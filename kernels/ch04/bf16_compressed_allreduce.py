@@ -27,10 +27,10 @@ bandwidth on 2 ranks, ~267 GB/s on 4; H200 HBM ~4.0 TB/s):
   the gain is ~1.25x / ~1.4x: on NVLink the casts eat much of what the halved message saves; across nodes (tens of
   GB/s per GPU) the same pair approaches 2x.
 
-Measured (4x H200 VM, NVLink 4 via NVSwitch, NVLS off, torch 2.11, NCCL 2.28.9; 2026-11-21, commits 11d7741 and
-316153b, two processes): 3.13-3.14 ms -> 2.35 ms on 2 ranks (1.33x), 4.17-4.19 ms -> 2.86-2.90 ms on 4 (1.44-1.45x),
-at the low end of the predicted ~1.25-1.6x: the optimized arm, casts included, moves its bf16 message at 65-72% of
-the 256 MB all-reduce's bus bandwidth.
+Measured (4x H200 VM, NVLink 4 via NVSwitch, NVLS off, torch 2.11, NCCL 2.28.9; 2026-11-21, commits 11d7741, 316153b
+and 0bd6377, three processes): 3.11-3.14 ms -> 2.33-2.35 ms on 2 ranks (1.33-1.34x), 4.15-4.19 ms -> 2.82-2.90 ms on 4
+(1.44-1.47x), at the low end of the predicted ~1.25-1.6x: the optimized arm, casts included, moves its bf16 message at
+65-74% of the 256 MB all-reduce's bus bandwidth.
 """
 
 from __future__ import annotations

@@ -24,11 +24,11 @@ Napkin math on H200s linked by NVLink/NVSwitch, PCIe gen5 x16 to the host (~50 G
 - predicted speedup: ~60x on 2 and on 4 H200s (20-150x with the host's TCP loopback speed); every rank's transfer
   uses its own links, so the world size barely matters.
 
-Measured (4x H200 VM, NVLink 4 via NVSwitch, NVLS off, torch 2.11, NCCL 2.28.9; 2026-11-21, commits 11d7741 and
-316153b, two processes): 15.2-17.0 ms -> 311-321 us on 2 ranks (49-53x), 16.2-18.0 ms -> 448-489 us on 4 (36-37x),
-near the predicted ~60x on 2 ranks. NCCL send/recv reached only 105-108 GB/s per rank on 2 ranks and 69-75 GB/s on
-4, a third of the ~350 GB/s assumed (NCCL gives point-to-point few channels; not profiled), so the 4-rank ring is
-slower than the 2-rank exchange and the speedup falls with the ranks.
+Measured (4x H200 VM, NVLink 4 via NVSwitch, NVLS off, torch 2.11, NCCL 2.28.9; 2026-11-21, commits 11d7741, 316153b
+and 0bd6377, three processes): 12.1-17.0 ms -> 277-321 us on 2 ranks (44-53x), 13.9-18.0 ms -> 368-489 us on 4
+(36-38x), near the predicted ~60x on 2 ranks. NCCL send/recv reached only 105-121 GB/s per rank on 2 ranks and 69-91
+GB/s on 4, a third of the ~350 GB/s assumed (NCCL gives point-to-point few channels; not profiled), so the 4-rank ring
+is slower than the 2-rank exchange and the speedup falls with the ranks.
 """
 
 from __future__ import annotations

@@ -44,13 +44,14 @@ TFLOP/s of bf16, ~10% of the GEMM lost to NCCL's SMs where they overlap.
 - ``compute_only_gemm`` times the GEMM alone (~0.63 / ~0.32 ms), so the report can tell the baseline's gather time,
   its bus bandwidth, and the share of it the optimized arm hides.
 
-Measured (4x H200 VM, NVLink 4 via NVSwitch, NVLS off, torch 2.11, NCCL 2.28.9; 2026-11-21, commit 316153b, one
-process): a loss on both world sizes, recorded as measured: 862 us -> 932 us on 2 ranks (0.93x), 691 us -> 845 us
-on 4 (0.82x), against the predicted ~1.2x / ~1.5x. The compute-only probe shows the baseline's all-gather already
-fast (254 and 333 GB/s, 86% and 103% of the all-reduce bus bandwidth), so there is little to hide (~0.2-0.3 ms),
-and the chunked arm's GEMMs plus the NCCL kernels beside them take longer than the gather they hide ("comm hidden"
--26% and -51%). Why the GEMMs slow down (the four smaller batched GEMMs with a strided output, or NCCL's SMs) is not
-profiled yet. The ring of send/recv it replaced measured 1.10x on 2 ranks and 0.63x on 4 (commit 11d7741).
+Measured (4x H200 VM, NVLink 4 via NVSwitch, NVLS off, torch 2.11, NCCL 2.28.9; 2026-11-21, commits 316153b and
+0bd6377, two processes): a loss on both world sizes, recorded as measured: 862-867 us -> 932-938 us on 2 ranks
+(0.92-0.93x), 648-691 us -> 682-845 us on 4 (0.82-0.95x), against the predicted ~1.2x / ~1.5x. The compute-only probe
+shows the baseline's all-gather already fast (252-254 GB/s on 2 ranks, 312-333 GB/s on 4: 86-87% and 98-103% of the
+all-reduce bus bandwidth), so there is little to hide (~0.2-0.3 ms), and the chunked arm's GEMMs plus the NCCL kernels
+beside them take longer than the gather they hide ("comm hidden" -26% and -27% on 2 ranks, -51% and -11% on 4). Why
+the GEMMs slow down (the four smaller batched GEMMs with a strided output, or NCCL's SMs) is not profiled yet. The
+ring of send/recv it replaced measured 1.10x on 2 ranks and 0.63x on 4 (commit 11d7741).
 """
 
 from __future__ import annotations

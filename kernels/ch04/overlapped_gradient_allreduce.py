@@ -30,12 +30,12 @@ Napkin math on H200s linked by NVLink/NVSwitch (bf16 ~800 TFLOP/s; NCCL all-redu
 - ``compute_only_forward_backward`` times the ~9.9 ms of GEMMs alone, so the report can tell the baseline's
   all-reduce time (~3.5 / ~5.2 ms predicted), its bus bandwidth, and the share the optimized arm hides (~70%).
 
-Measured (4x H200 VM, NVLink 4 via NVSwitch, NVLS off, torch 2.11, NCCL 2.28.9; 2026-11-21, commits 11d7741 and
-316153b, two processes): 18.5-19.0 ms -> 15.3-15.6 ms on 2 ranks (1.21-1.22x), 20.0-20.2 ms -> 16.8-17.0 ms on 4
-(1.19x); predicted ~1.2x and ~1.3x. The compute-only probe (second process) splits the baseline: its all-reduces
-run at 264 GB/s on 2 ranks and 327 GB/s on 4, 89% and 97% of the 256 MB all-reduce's bus bandwidth, and the
-optimized arm hides 63% and 50% of that communication. On 4 ranks less is hidden than predicted: the NCCL kernels
-beside the backward GEMMs slow them (likely; not profiled).
+Measured (4x H200 VM, NVLink 4 via NVSwitch, NVLS off, torch 2.11, NCCL 2.28.9; 2026-11-21, commits 11d7741, 316153b
+and 0bd6377, three processes): 18.5-19.2 ms -> 15.3-16.0 ms on 2 ranks (1.20-1.22x), 20.0-20.4 ms -> 16.8-17.3 ms on 4
+(1.18-1.19x); predicted ~1.2x and ~1.3x. The compute-only probe (second and third processes) splits the baseline: its
+all-reduces run at 264-269 GB/s on 2 ranks and 326-327 GB/s on 4, 89-97% and 97% of the 256 MB all-reduce's bus
+bandwidth, and the optimized arm hides 61-63% and 47-50% of that communication. On 4 ranks less is hidden than
+predicted: the NCCL kernels beside the backward GEMMs slow them (likely; not profiled).
 """
 
 from __future__ import annotations

@@ -29,10 +29,10 @@ Napkin math on H200s linked by NVLink/NVSwitch (NCCL bus bandwidth ~400 GB/s: an
 - predicted speedup: ~1.6x on 2 H200s, ~1.9x on 4. With a fused AdamW (7 passes, ~1.5 ms over the full tensor)
   the update shrinks and so does the gain: ~1.2x / ~1.4x.
 
-Measured (4x H200 VM, NVLink 4 via NVSwitch, NVLS off, torch 2.11, NCCL 2.28.9; 2026-11-21, commits 11d7741 and
-316153b, two processes): 7.17-7.20 ms -> 5.25-5.31 ms on 2 ranks (1.35-1.37x), 8.20-8.25 ms -> 5.11-5.19 ms on 4
-(1.59-1.60x), below the predicted ~1.6x / ~1.9x: the optimized step, shard update included, moves its interconnect
-bytes at 56% (2 ranks) and 79% (4 ranks) of the all-reduce bus bandwidth, where the napkin math assumed all of it
+Measured (4x H200 VM, NVLink 4 via NVSwitch, NVLS off, torch 2.11, NCCL 2.28.9; 2026-11-21, commits 11d7741, 316153b
+and 0bd6377, three processes): 7.16-7.20 ms -> 5.23-5.31 ms on 2 ranks (1.35-1.37x), 8.19-8.25 ms -> 5.09-5.19 ms on 4
+(1.59-1.61x), below the predicted ~1.6x / ~1.9x: the optimized step, shard update included, moves its interconnect
+bytes at 56% (2 ranks) and 76-79% (4 ranks) of the all-reduce bus bandwidth, where the napkin math assumed all of it
 for the collectives alone (the split between collectives and update is not measured).
 """
 
