@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 
 from pytest_aiperf import benchexport, expectations, machine, report, watchdog, workers
+from pytest_aiperf.reporter import DURATIONS, LongestFirst, Reporter, cached_durations
 from pytest_aiperf.cases import Case, CaseParam, chapter_of
 from pytest_aiperf.session import AiperfSession, Options, Skip
 from pytest_aiperf.verdict import ImprovedBeyondExpectation, InconclusiveMeasurement
 
 SESSION = pytest.StashKey[AiperfSession]()
 RECORD = pytest.StashKey[dict]()
-DURATIONS = "aiperf/durations"  # pytest cache key: seconds per test id of the last run, for longest-first order
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -95,7 +95,7 @@ def pytest_configure(config: pytest.Config) -> None:
         error = workers.count_error(len(specs), session.gpus, config.getoption("aiperf_share_gpus"))
         if error and config.getoption("dist", "no") != "no":
             raise pytest.UsageError(error)
-        session.last_durations = _cached_durations(config)
+        session.last_durations = cached_durations(config)
         config.pluginmanager.register(Reporter(config, session), "aiperf-reporter")
     elif config.workerinput.get(DURATIONS):
         config.pluginmanager.register(LongestFirst(config.workerinput[DURATIONS]), "aiperf-longest-first")
@@ -214,70 +214,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
     machine_info["gpu"] = machine.static_info()
-
-
-class LongestFirst:
-    """Registered only in xdist workers given the last run's durations: xdist's load scheduler hands tests out in
-    collection order, so the collection is put in ``workers.longest_first`` order, after every other reordering."""
-
-    def __init__(self, seconds: dict[str, float]) -> None:
-        self.seconds = seconds
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        items[:] = [items[i] for i in workers.longest_first([item.nodeid for item in items], self.seconds)]
-
-
-class Reporter:
-    """Registered only in the reporting process: gathers records from reports and prints the summary."""
-
-    def __init__(self, config: pytest.Config, session: AiperfSession) -> None:
-        self.config, self.session = config, session
-        self.worker_errors = 0
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.session.durations[report.nodeid] = self.session.durations.get(report.nodeid, 0.0) + report.duration
-        rec = getattr(report, "aiperf", None)
-        if rec is not None:
-            self.session.collect(rec)
-            benchexport.export(self.config, rec)
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        self.worker_errors += error is not None
-        for chapter, keys in getattr(node, "workeroutput", {}).get("aiperf_known", {}).items():
-            self.session.known.setdefault(chapter, set()).update(keys)
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.worker_errors:
-            self.session.known.clear()
-        self.session.finish()
-        cache = getattr(self.config, "cache", None)
-        if cache is not None and self.session.durations:
-            cache.set(DURATIONS, workers.merged_durations(self.session.last_durations, self.session.durations))
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        s = self.session
-        if not (s.records or s.changes or s.stale):
-            return
-        terminalreporter.section("aiperf")
-        self.write_summary(terminalreporter)
-
-    def write_summary(self, terminalreporter: Any) -> None:
-        s = self.session
-        for block in (report.summary_table(s.records) if s.records else "", report.scaling_block(s.records),
-                      report.host_note(s.records),
-                      report.failures_block(s.records), report.below_floor_block(s.records),
-                      report.floor_note(s.records),
-                      report.update_table(s.changes) if s.changes else "", report.stale_block(s.stale, s.hardware)):
-            if block:
-                terminalreporter.write_line(block)
-
-
-def _cached_durations(config: pytest.Config) -> dict[str, float]:
-    cache = getattr(config, "cache", None)
-    return workers.valid_durations(cache.get(DURATIONS, {})) if cache is not None else {}
 
 
 def _timeout(config: pytest.Config) -> float:
