@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from pytest_aiperf import benchexport, expectations, machine, report, watchdog, workers
-from pytest_aiperf.reporter import DURATIONS, LongestFirst, Reporter, cached_durations
 from pytest_aiperf.cases import Case, CaseParam, chapter_of
+from pytest_aiperf.reporter import DURATIONS, LongestFirst, Reporter, cached_durations
 from pytest_aiperf.session import AiperfSession, Options, Skip
 from pytest_aiperf.verdict import ImprovedBeyondExpectation, InconclusiveMeasurement
 
