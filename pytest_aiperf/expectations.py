@@ -93,7 +93,7 @@ def load(path: Path, *, hardware: str | None = None, chapter: str | None = None)
 class Store:
     """The read side for one session: the expectations of one hardware, loaded once per chapter."""
 
-    def __init__(self, root: Path, hardware: str) -> None:
+    def __init__(self, root: Path, hardware: str, *, lenient: bool = False) -> None:
         self.root = Path(root)
         self.hardware = hardware
         self._chapters: dict[str, dict[str, dict]] = {}
@@ -269,7 +269,7 @@ def stale(root: Path, hardware: str, known: dict[str, set[str]]) -> list[tuple[s
     unused = []
     for chapter, ids in known.items():
         entries = load(path_for(Path(root), hardware, chapter), hardware=hardware, chapter=chapter)
-        unused += [(chapter, key) for key in entries if key not in ids]
+        unused += [(path_for(Path(root), hardware, chapter), key) for key in entries if key not in ids]
     return sorted(unused)
 
 

@@ -1,7 +1,10 @@
 """pytest hooks of pytest-aiperf: options, markers, parametrization, the ``aiperf`` fixture, and reporting.
 
-Only wiring lives here; the state is one ``AiperfSession`` in ``config.stash``. Importing this module imports
-neither torch nor CUDA: the xdist controller never holds a GPU context.
+Only wiring lives here. Each process role owns its state: every collecting process a ``Collection``, the measuring
+process a ``pipeline.Measurer`` (made on the first case), the reporting process a ``reporter.Reporter``. The plugin
+acts only where perf cases are collected, or where the run asked for it before collection (``options.opted_in``):
+in any other pytest run of the environment its hooks change nothing. Importing this module imports neither torch
+nor CUDA: the xdist controller never holds a GPU context.
 """
 
 from __future__ import annotations
@@ -16,14 +19,22 @@ from typing import Any
 
 import pytest
 
-from pytest_aiperf import benchexport, expectations, machine, report, watchdog, workers
+from pytest_aiperf import benchexport, device, expectations, machine, options, report, watchdog, workers
 from pytest_aiperf.cases import Case, CaseParam, chapter_of
+from pytest_aiperf.collection import Collection
+from pytest_aiperf.pipeline import Location, Measurer
 from pytest_aiperf.reporter import DURATIONS, LongestFirst, Reporter, cached_durations
-from pytest_aiperf.session import AiperfSession, Options, Skip
 from pytest_aiperf.verdict import ImprovedBeyondExpectation, InconclusiveMeasurement
 
-SESSION = pytest.StashKey[AiperfSession]()
+OPTIONS = pytest.StashKey[options.Options]()
+COLLECTION = pytest.StashKey[Collection]()
+MEASURER = pytest.StashKey[Measurer]()
+WATCHDOG = pytest.StashKey[watchdog.Watchdog]()
+HARDWARE = pytest.StashKey[str]()
 RECORD = pytest.StashKey[dict]()
+DEFAULTS = {"aiperf_update": None, "aiperf_hardware": None, "aiperf_strict": False, "aiperf_budget": None,
+            "aiperf_backend": "auto", "aiperf_host_cpus": "fast", "aiperf_timeout": None,
+            "aiperf_share_gpus": False}
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -37,24 +48,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--update-expectations", dest="aiperf_update", nargs="?", const="all", default=None,
                     choices=["all", "new", "add"], metavar="all|new|add",
                     help="record the measured speedups of the selected cases that pass correctness into "
-                         "expectations/<hardware>/: 'all' replaces entries, 'new' records only cases without one, "
-                         "'add' pools this run with the recordings already there (run it in fresh processes, "
-                         "ideally on other machines, so the margin covers their spread). Default: off.")
-    group.addoption("--aiperf-hardware", dest="aiperf_hardware", default=None, metavar="KEY",
+                         "expectations/<hardware>/, each as soon as its case finishes: 'all' replaces entries, "
+                         "'new' records only cases without one, 'add' pools this run with the recordings already "
+                         "there (run it in fresh processes, ideally on other machines, so the margin covers their "
+                         "spread). Default: off.")
+    group.addoption("--aiperf-hardware", dest="aiperf_hardware", default=None, metavar="KEY", type=options.hardware,
                     help="expectations key of this machine (default: from the GPU's NVML name, e.g. h100).")
     group.addoption("--aiperf-strict", dest="aiperf_strict", action="store_true",
                     help="fail INCONCLUSIVE cases (noise or throttling) instead of passing them with a warning.")
-    group.addoption("--aiperf-budget", dest="aiperf_budget", type=float, default=None, metavar="SECONDS",
-                    help="sampling budget per case (default: ini aiperf_budget, 3.0).")
+    group.addoption("--aiperf-budget", dest="aiperf_budget", type=options.budget, default=None, metavar="SECONDS",
+                    help=f"sampling budget per case, positive (default: ini aiperf_budget, {options.DEFAULT_BUDGET_S}).")
     group.addoption("--aiperf-backend", dest="aiperf_backend", default="auto", choices=["auto", "cuda", "cpu"],
                     help="timing backend: cuda events, or the host clock (cpu). Default: 'auto' (cuda when present, "
-                         "else verify correctness only and skip timing).")
+                         "else verify correctness only and skip timing). 'cuda' without a GPU is an error.")
     group.addoption("--aiperf-host-cpus", dest="aiperf_host_cpus", default="fast", choices=["fast", "all"],
                     help="'fast' (default) keeps the measuring thread, and torch's intra-op pool, on the faster half of "
                          "the host CPUs by kernel-launch latency, measured at start; 'all' leaves them as they are.")
-    group.addoption("--aiperf-timeout", dest="aiperf_timeout", type=float, default=None, metavar="SECONDS",
-                    help="time limit per case (default: ini aiperf_timeout, 300; 0: none). A case past it (a hung "
-                         "kernel) ends the run with exit 124, after the cases that finished are reported and recorded.")
+    group.addoption("--aiperf-timeout", dest="aiperf_timeout", type=options.timeout, default=None, metavar="SECONDS",
+                    help=f"time limit per case (default: ini aiperf_timeout, {options.DEFAULT_TIMEOUT_S}; 0: none). A "
+                         "case past it (a hung kernel) ends the run with exit 124, after the cases that finished are "
+                         "reported and recorded.")
     group.addoption("--aiperf-share-gpus", dest="aiperf_share_gpus", action="store_true",
                     help="allow more xdist workers than GPUs; workers sharing a GPU take turns measuring.")
     group.addoption("--aiperf-order", dest="aiperf_order", default="longest-first",
@@ -62,8 +75,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="under xdist, the order in which tests are handed to workers: 'longest-first' (default) by "
                          "each test's duration in the last run, kept in pytest's cache (tests without one go first), "
                          "so the run does not end on one worker with a long case; 'collected': as collected.")
-    parser.addini("aiperf_budget", "sampling budget per case in seconds", type="string", default="3.0")
-    parser.addini("aiperf_timeout", "time limit per case in seconds (0: none)", type="string", default="300")
+    parser.addini("aiperf", "this project has performance pairs: act in every run, xdist workers included, before "
+                            "any perf case is collected", type="bool", default=False)
+    parser.addini("aiperf_budget", "sampling budget per case in seconds", type="string",
+                  default=options.DEFAULT_BUDGET_S)
+    parser.addini("aiperf_timeout", "time limit per case in seconds (0: none)", type="string",
+                  default=options.DEFAULT_TIMEOUT_S)
     parser.addini("aiperf_min_margin", "smallest noise margin an expectation may record", type="string", default="0.03")
     parser.addini("aiperf_expectations", "folder of expectation files, relative to the rootdir", default="expectations")
 
@@ -75,48 +92,47 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "perf: a baseline/optimized performance pair (select with -m perf)")
     config.addinivalue_line("markers", "multigpu: a pair that uses several GPUs together (distributed ranks or one "
                                        "process driving several); deselect with -m 'perf and not multigpu'")
-    options = Options(update=config.getoption("aiperf_update"), strict=config.getoption("aiperf_strict"),
-                      hardware=config.getoption("aiperf_hardware"), backend=config.getoption("aiperf_backend"),
-                      budget_s=config.getoption("aiperf_budget") or float(config.getini("aiperf_budget")),
-                      min_margin=float(config.getini("aiperf_min_margin")),
-                      expectations_dir=Path(config.getini("aiperf_expectations")),
-                      host_cpus=config.getoption("aiperf_host_cpus"),
-                      timeout_s=_timeout(config), xdist_worker=hasattr(config, "workerinput"))
-    session = AiperfSession(options, Path(config.rootpath),
-                            custom_backend=config.hook.pytest_aiperf_backend(config=config))
-    session.watchdog = watchdog.Watchdog(partial(_on_hang, config))
-    config.stash[SESSION] = session
-    try:
-        session.store()
-    except expectations.ExpectationsError as err:
-        raise pytest.UsageError(str(err)) from None
-    if not hasattr(config, "workerinput"):
-        specs = getattr(config.option, "tx", None) or []
-        error = workers.count_error(len(specs), session.gpus, config.getoption("aiperf_share_gpus"))
-        if error and config.getoption("dist", "no") != "no":
-            raise pytest.UsageError(error)
-        session.last_durations = cached_durations(config)
-        config.pluginmanager.register(Reporter(config, session), "aiperf-reporter")
-    elif config.workerinput.get(DURATIONS):
-        config.pluginmanager.register(LongestFirst(config.workerinput[DURATIONS]), "aiperf-longest-first")
+    config.stash[OPTIONS] = opts = options.from_config(config)
+    config.stash[COLLECTION] = Collection()
+    config.stash[WATCHDOG] = watchdog.Watchdog(partial(_on_hang, config))
+    if opts.backend == "cuda" and not hasattr(config, "workerinput") and not _custom(config) \
+            and not device.visible_gpus(opts):
+        raise pytest.UsageError("--aiperf-backend=cuda, but no CUDA GPU is visible (NVML lists none in "
+                                "CUDA_VISIBLE_DEVICES): nothing could be timed, and a run that skips every case must "
+                                "not pass. Use --aiperf-backend=auto to verify correctness only on this machine")
+    if hasattr(config, "workerinput"):
+        if config.workerinput.get(DURATIONS):
+            config.pluginmanager.register(LongestFirst(config.workerinput[DURATIONS]), "aiperf-longest-first")
+        return
+    gpus = device.visible_gpus(opts) if options.opted_in(config, DEFAULTS) else []
+    error = workers.count_error(len(getattr(config.option, "tx", None) or []), gpus,
+                                config.getoption("aiperf_share_gpus"))
+    if error and config.getoption("dist", "no") != "no":
+        raise pytest.UsageError(error)
+    reporter = Reporter(config, opts, config.stash[COLLECTION], hardware=partial(_hardware, config),
+                        last_durations=cached_durations(config))
+    config.pluginmanager.register(reporter, "aiperf-reporter")
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    gpus = machine.visible_gpus() if config.getoption("aiperf_backend") != "cpu" else []
-    return workers.auto_count(gpus, os.environ)
+    if not options.opted_in(config, DEFAULTS) or config.getoption("aiperf_backend") == "cpu":
+        return None
+    return workers.auto_count(machine.visible_gpus(), os.environ)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_setupnodes(config: pytest.Config, specs: list[Any]) -> None:
-    workers.pin([spec.env for spec in specs], config.stash[SESSION].gpus)
+    if options.opted_in(config, DEFAULTS):
+        workers.pin([spec.env for spec in specs], device.visible_gpus(config.stash[OPTIONS]))
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """Every worker gets the durations the controller read once, so all of them sort their collection alike."""
-    if node.config.getoption("aiperf_order") == "longest-first":
-        node.workerinput[DURATIONS] = node.config.stash[SESSION].last_durations
+    reporter = node.config.pluginmanager.get_plugin("aiperf-reporter")
+    if node.config.getoption("aiperf_order") == "longest-first" and reporter is not None:
+        node.workerinput[DURATIONS] = reporter.last_durations
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -132,46 +148,65 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise pytest.UsageError(f"{metafunc.definition.nodeid}: duplicate case ids {dupes}")
+    if not marker.kwargs.get("chapter"):
+        metafunc.config.stash[COLLECTION].declare(_chapter(metafunc.definition), ids)
     metafunc.parametrize("pair", params, ids=ids)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    session = config.stash[SESSION]
+    collection = config.stash[COLLECTION]
     for item in items:
         param = getattr(getattr(item, "callspec", None), "params", {}).get("pair")
         if isinstance(param, CaseParam) and item.get_closest_marker("perf_pair"):
             item.add_marker(pytest.mark.perf)
             if param.gpus > 1:
                 item.add_marker(pytest.mark.multigpu)
-            session.kernel_dirs.add(_kernel_dir(item))
-            if not item.get_closest_marker("perf_pair").kwargs.get("chapter"):
-                session.known.setdefault(_chapter(item), set()).add(param.id)
+            collection.add_item(_chapter(item), _kernel_dir(item))
+    if collection.perf_items and not hasattr(config, "workerinput"):
+        _validate_expectations(config, collection.chapters)
+
+
+def _validate_expectations(config: pytest.Config, chapters: set[str]) -> None:
+    """Read the collected chapters' expectation files now, so an unusable one stops the run before any case."""
+    opts = config.stash[OPTIONS]
+    root = config.rootpath / opts.expectations_dir
+    hardware = _hardware(config)
+    folders = [hardware, *sorted(p.name for p in root.glob(f"*x_{hardware}") if p.is_dir())] if root.is_dir() else []
+    try:
+        for folder in folders:
+            store = expectations.Store(root, folder, lenient=opts.update is not None)
+            for chapter in sorted(chapters):
+                store.get(chapter, "")
+    except expectations.ExpectationsError as err:
+        raise pytest.UsageError(str(err)) from None
 
 
 class Aiperf:
     """The ``aiperf`` fixture: ``aiperf.run(pair)`` checks, measures and judges one case, and returns its record."""
 
-    def __init__(self, request: pytest.FixtureRequest, session: AiperfSession) -> None:
-        self._request, self._session = request, session
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self._request = request
 
     def run(self, pair: CaseParam) -> dict[str, Any]:
         __tracebackhide__ = True
-        item = self._request.node
-        self._session.watchdog.arm(item.nodeid, self._session.options.timeout_s)
+        item, config = self._request.node, self._request.config
+        opts = config.stash[OPTIONS]
+        where = Location(nodeid=item.nodeid, module=_relpath(config, item),
+                         func=getattr(item, "originalname", item.name), chapter=_chapter(item))
+        config.stash[WATCHDOG].arm(item.nodeid, watchdog.limit(opts.timeout_s, distributed=pair.world > 1))
         try:
-            rec = self._session.run(pair, nodeid=item.nodeid, module=_relpath(item.config, item),
-                                    func=getattr(item, "originalname", item.name), chapter=_chapter(item))
-        except Skip as why:
+            rec = _measurer(config).run(pair, where)
+        except device.Skip as why:
             pytest.skip(str(why))
         finally:
-            self._session.watchdog.disarm()
+            config.stash[WATCHDOG].disarm()
         item.stash[RECORD] = rec
         item.user_properties.extend(benchexport.junit_properties(rec))
         outcome = rec["verdict"]
-        if self._session.options.update is not None:
+        if opts.update is not None:
             return rec
-        if outcome == "REGRESSED" or (outcome == "INCONCLUSIVE" and self._session.options.strict):
+        if outcome == "REGRESSED" or (outcome == "INCONCLUSIVE" and opts.strict):
             pytest.fail(f"{outcome}: {rec['reason']}", pytrace=False)
         if outcome == "IMPROVED":
             warnings.warn(ImprovedBeyondExpectation(f"{pair.id}: {rec['reason']}"), stacklevel=2)
@@ -183,7 +218,16 @@ class Aiperf:
 @pytest.fixture
 def aiperf(request: pytest.FixtureRequest) -> Aiperf:
     """Check, measure and judge a baseline/optimized pair: ``aiperf.run(pair)``."""
-    return Aiperf(request, request.config.stash[SESSION])
+    return Aiperf(request)
+
+
+def _measurer(config: pytest.Config) -> Measurer:
+    """This process's measuring role, made on the first case it measures."""
+    if MEASURER not in config.stash:
+        opts, collection = config.stash[OPTIONS], config.stash[COLLECTION]
+        config.stash[MEASURER] = Measurer(opts, device.Device(opts, config.rootpath, _custom(config),
+                                                              kernel_dirs=lambda: collection.kernel_dirs))
+    return config.stash[MEASURER]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -195,20 +239,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    session = config.stash[SESSION]
-    gpus = session.gpus
-    known = not gpus or session.options.hardware is not None or machine.is_known(gpus[0].name)
-    lines = [report.header_line(session.hardware, session.timing_name,
-                                str(session.options.expectations_dir / session.hardware), known)]
-    if config.getoption("dist", "no") != "no" and config.getoption("aiperf_order") == "longest-first":
-        lines.append(report.order_line(len(session.last_durations), getattr(config, "cache", None) is not None))
+    if not options.opted_in(config, DEFAULTS):
+        return []
+    opts = config.stash[OPTIONS]
+    gpus = device.visible_gpus(opts)
+    known = not gpus or opts.hardware is not None or machine.is_known(gpus[0].name)
+    lines = [report.header_line(_hardware(config), device.timing_name(opts, gpus, _custom(config)),
+                                str(opts.expectations_dir / _hardware(config)), known)]
+    reporter = config.pluginmanager.get_plugin("aiperf-reporter")
+    if config.getoption("dist", "no") != "no" and config.getoption("aiperf_order") == "longest-first" and reporter:
+        lines.append(report.order_line(len(reporter.last_durations), getattr(config, "cache", None) is not None))
     return lines
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     if hasattr(config, "workerinput"):
-        config.workeroutput["aiperf_known"] = {k: sorted(v) for k, v in config.stash[SESSION].known.items()}
+        config.workeroutput["aiperf_known"] = {k: sorted(v) for k, v in config.stash[COLLECTION].known.items()}
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -216,32 +263,40 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     machine_info["gpu"] = machine.static_info()
 
 
-def _timeout(config: pytest.Config) -> float:
-    option = config.getoption("aiperf_timeout")
-    seconds = option if option is not None else float(config.getini("aiperf_timeout"))
-    if seconds < 0:
-        raise pytest.UsageError(f"--aiperf-timeout must be 0 (no limit) or positive, got {seconds:g}")
-    return seconds
+def _custom(config: pytest.Config) -> Any:
+    """A timing backend from a ``pytest_aiperf_backend`` implementation, asked once per process."""
+    key = "_aiperf_custom_backend"
+    if not hasattr(config, key):
+        setattr(config, key, config.hook.pytest_aiperf_backend(config=config))
+    return getattr(config, key)
+
+
+def _hardware(config: pytest.Config) -> str:
+    """The run's expectations key, asked of NVML once per process and only when needed."""
+    if HARDWARE not in config.stash:
+        opts = config.stash[OPTIONS]
+        gpus = device.visible_gpus(opts) if not opts.hardware else []
+        config.stash[HARDWARE] = device.hardware_key(opts, gpus, _custom(config))
+    return config.stash[HARDWARE]
 
 
 def _on_hang(config: pytest.Config, label: str, seconds: float) -> None:
     """The watchdog's last words (on its own thread; the process ends after this): what hung, every thread's
-    stack, and in the reporting process the expectation updates and the summary of the cases that finished."""
+    stack, and in the reporting process the summary of the cases that finished."""
     capture = config.pluginmanager.getplugin("capturemanager")
     if capture is not None:
         capture.suspend_global_capture(in_=True)
-    session = config.stash[SESSION]
     terminal = config.pluginmanager.getplugin("terminalreporter")
-    text = watchdog.message(label, seconds, len(session.records))
+    reporter = config.pluginmanager.get_plugin("aiperf-reporter")
+    text = watchdog.message(label, seconds, len(reporter.records) if reporter else 0)
     if terminal is not None:
         terminal.write_line("")
         terminal.write_line(text, red=True, bold=True)
         terminal.flush()
     print(text, file=sys.__stderr__, flush=True)
     faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
-    reporter = config.pluginmanager.get_plugin("aiperf-reporter")
     if reporter is not None and terminal is not None:
-        session.finish()
+        reporter.finish()
         terminal.section("aiperf (cases that finished)")
         reporter.write_summary(terminal)
         terminal.flush()

@@ -13,6 +13,7 @@ Keys (``None`` where a value was not measured)::
     device         "cuda" or "cpu"; backend: "cuda-events" or "cpu-clock"
     goal, cache    from the case; dtype, shape: the parameter
     min_speedup    the case's floor
+    known_loss     the case's declared reason for measuring below its floor, or None
     work           {"bytes", "flops", "items", "item_name", "flops_at"}
     baseline       arm record (below); optimized: arm record
     speedup        float: median(baseline) / median(optimized) (for the memory goal: peak-memory ratio)
@@ -23,7 +24,8 @@ Keys (``None`` where a value was not measured)::
     noise_margin   relative margin measured from this run's block speedups (what a recording stores)
     expected       {"speedup", "noise_margin", "baseline_ms", "optimized_ms", "launch_us": [low, high] or None} or None
     host_change    why this host is not comparable with the recording hosts (a case that times host work), or None
-    gate           {"low", "high", "source": "expectation" | "floor"}
+    gate           {"low", "high", "source": "expectation" | "floor", "floor": the min_speedup that raised the band's
+                   low edge, or None}
     verdict        "PASS" | "REGRESSED" | "IMPROVED" | "INCONCLUSIVE"
     reason         one line that explains the verdict
     remeasured     None, or {"verdict", "speedup", "ci", "reason"} of a first measurement that was INCONCLUSIVE or
@@ -49,20 +51,22 @@ Arm record::
     energy_mj      float or None: energy per call from the NVML energy counter (back-to-back calls)
     peak_bytes     int or None: peak device memory allocated during one call (memory goal)
     dispatch       {"hold_us", "late_calls", "calls"} on a GPU with the dispatch hidden: the hold the arm ran behind
-                   at the end, and of its calls in this process so far, how many were dispatched slower than their hold
+                   at the end, and of its calls in this process so far, how many were dispatched slower than their
+                   hold; None otherwise
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from pytest_aiperf.stats import arm_stats
+from pytest_aiperf.stats import SpeedupEstimate, arm_stats
 
 VERDICTS = ("PASS", "REGRESSED", "IMPROVED", "INCONCLUSIVE")
 
 
 def arm(samples_ms: list[float], *, median_ms: float, q1_ms: float, q3_ms: float, wall_median_ms: float,
-        energy_mj: float | None = None, peak_bytes: int | None = None) -> dict[str, Any]:
+        energy_mj: float | None = None, peak_bytes: int | None = None,
+        dispatch: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "samples_ms": [float(s) for s in samples_ms],
         "median_ms": float(median_ms),
@@ -71,16 +75,46 @@ def arm(samples_ms: list[float], *, median_ms: float, q1_ms: float, q3_ms: float
         "wall_median_ms": float(wall_median_ms),
         "energy_mj": None if energy_mj is None else float(energy_mj),
         "peak_bytes": None if peak_bytes is None else int(peak_bytes),
+        "dispatch": dispatch,
     }
 
 
-def summarized(samples_ms: Sequence[float], wall_ms: Sequence[float] | None = None) -> dict[str, Any]:
+def summarized(samples_ms: Sequence[float], wall_ms: Sequence[float] | None = None, *, energy_mj: float | None = None,
+               peak_bytes: int | None = None, dispatch: dict[str, Any] | None = None) -> dict[str, Any]:
     """The arm record of timed samples and of their wall times (``wall_ms``; None where the samples are their own
     wall time, as a distributed case's slowest rank per round)."""
     stats = arm_stats(samples_ms)
     wall = stats if wall_ms is None else arm_stats(wall_ms)
     return arm(samples_ms, median_ms=stats.median_ms, q1_ms=stats.q1_ms, q3_ms=stats.q3_ms,
-               wall_median_ms=wall.median_ms)
+               wall_median_ms=wall.median_ms, energy_mj=energy_mj, peak_bytes=peak_bytes, dispatch=dispatch)
+
+
+def build(param: Any, *, chapter: str, nodeid: str, module: str, func: str, hardware: str, device: str,
+          backend: str, baseline: dict[str, Any], optimized: dict[str, Any], estimate: SpeedupEstimate,
+          noise_margin: float, verdict: Any, gate: Any, expected: Any, host_change: str | None,
+          remeasured: dict[str, Any] | None, placements: int, warmup_calls: int, correctness: dict[str, Any],
+          telemetry: dict[str, Any] | None, ceilings: dict[str, Any] | None, provenance: dict[str, Any],
+          build_note: str | None, compute_only: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record of one case (the keys above), built once from what the pipeline measured and judged.
+    ``param`` is the ``CaseParam``; ``verdict`` a ``verdict.Verdict``; ``gate``/``expected`` their objects."""
+    case = param.case
+    work = param.work_model()
+    return {
+        "key": param.id, "chapter": chapter, "nodeid": nodeid, "func": func, "module": module,
+        "hardware": hardware, "device": device, "backend": backend,
+        "goal": case.goal, "cache": case.cache, "dtype": param.dtype, "shape": list(param.shape),
+        "min_speedup": case.min_speedup, "known_loss": case.known_loss,
+        "work": {"bytes": work.bytes, "flops": work.flops, "items": work.items, "item_name": work.item_name,
+                 "flops_at": work.flops_at},
+        "baseline": baseline, "optimized": optimized,
+        "speedup": estimate.speedup, "ci": [estimate.lo, estimate.hi], "confidence": estimate.confidence,
+        "rounds": estimate.rounds, "noise_margin": noise_margin,
+        "expected": None if expected is None else expected.to_json(), "host_change": host_change,
+        "gate": gate.to_json(), "verdict": verdict.outcome.value, "reason": verdict.reason, "remeasured": remeasured,
+        "placements": placements, "build": build_note, "telemetry": telemetry, "ceilings": ceilings,
+        "correctness": correctness, "provenance": provenance, "warmup_calls": warmup_calls,
+        "compute_only": compute_only,
+    }
 
 
 def flops_precision(record: dict[str, Any]) -> str:

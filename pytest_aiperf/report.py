@@ -192,12 +192,21 @@ def failures_block(records: list[dict[str, Any]]) -> str:
 
 
 def below_floor_block(records: list[dict[str, Any]]) -> str:
-    """Cases measured below their min_speedup floor, whatever the verdict: where an expectation records a loss,
-    the gate holds the loss steady, and this line keeps it from reading as a win."""
-    lines = [f"{r['key']}: {format_ratio(r['speedup'])}x is below its min_speedup floor "
-             f"{format_ratio(r['min_speedup'])}x on {r['hardware']}: the optimization does not deliver its claim here"
-             for r in records if r.get("speedup") and r.get("min_speedup") and r["speedup"] < r["min_speedup"]]
-    return "\n".join(lines)
+    """Cases measured below their min_speedup floor, whatever the verdict, each saying whether the case declares
+    that loss (``known_loss``, with its reason) or not, and a count of both: a gate never quietly accepts a
+    slowdown."""
+    below = [r for r in records if r.get("speedup") and r.get("min_speedup") and r["speedup"] < r["min_speedup"]]
+    if not below:
+        return ""
+    lines = []
+    for r in below:
+        head = (f"{r['key']}: {format_ratio(r['speedup'])}x is below its min_speedup floor "
+                f"{format_ratio(r['min_speedup'])}x on {r['hardware']}")
+        lines.append(f"{head}: declared known loss ({r['known_loss']})" if r.get("known_loss") else
+                     f"{head}: the optimization does not deliver its claim here")
+    declared = sum(bool(r.get("known_loss")) for r in below)
+    count = f"{len(below)} case{'s' * (len(below) != 1)} below the floor, {declared} with a declared known loss"
+    return "\n".join([count, *lines])
 
 
 def update_table(changes: Iterable[ChangeLike]) -> str:
@@ -210,11 +219,11 @@ def update_table(changes: Iterable[ChangeLike]) -> str:
     return _table(rows, UPDATE_HEADERS)
 
 
-def stale_block(stale: list[tuple[str, str]], hardware: str) -> str:
+def stale_block(stale: list[tuple[str, str]]) -> str:
     """Expectation entries whose case no longer exists, one ``file: key`` line each; empty string when none."""
     if not stale:
         return ""
-    lines = [f"expectations/{hardware}/{chapter}.json: {key}" for chapter, key in sorted(stale)]
+    lines = [f"{path}: {key}" for path, key in sorted(stale)]
     return "\n".join(["expectation entries whose case no longer exists (delete them from the file):", *lines])
 
 

@@ -112,14 +112,16 @@ def host_shift(recorded: tuple[float, float] | None, current: float | None,
 
 @dataclass(frozen=True)
 class Gate:
-    """The accepted band: ``low`` always; ``high`` only for an expectation (None: no upper bound)."""
+    """The accepted band: ``low`` always; ``high`` only for an expectation (None: no upper bound). ``floor`` is set
+    where the case's ``min_speedup`` floor lies above the expectation's band edge and so became ``low``."""
 
     low: float
     high: float | None
     source: str  # "expectation" | "floor"
+    floor: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"low": self.low, "high": self.high, "source": self.source}
+        return {"low": self.low, "high": self.high, "source": self.source, "floor": self.floor}
 
 
 @dataclass(frozen=True)
@@ -128,15 +130,22 @@ class Verdict:
     reason: str
 
 
-def gate_for(expected: Expected | None, min_speedup: float) -> Gate:
+def gate_for(expected: Expected | None, min_speedup: float, known_loss: str | None = None) -> Gate:
     """``[E/(1+m), E*(1+m)]`` from an expectation (symmetric in log space, so the low edge stays positive for any
-    margin), else ``[min_speedup, inf)`` from the case's floor."""
+    margin), else ``[min_speedup, inf)`` from the case's floor.
+
+    The floor is the case's claim that the technique wins, so it holds under an expectation too: a band whose low
+    edge lies below ``min_speedup`` is raised to it, and an entry that recorded a loss fails every run, unless the
+    case declares ``known_loss`` (its reason for measuring below the floor); then the band is gated as recorded."""
+    if not min_speedup > 0:
+        raise ValueError(f"min_speedup must be positive, got {min_speedup}")
     if expected is None:
-        if not min_speedup > 0:
-            raise ValueError(f"min_speedup must be positive, got {min_speedup}")
         return Gate(low=min_speedup, high=None, source="floor")
-    return Gate(low=expected.speedup / (1 + expected.noise_margin),
-                high=expected.speedup * (1 + expected.noise_margin), source="expectation")
+    low = expected.speedup / (1 + expected.noise_margin)
+    high = expected.speedup * (1 + expected.noise_margin)
+    if known_loss is None and low < min_speedup:
+        return Gate(low=min_speedup, high=max(high, min_speedup), source="expectation", floor=min_speedup)
+    return Gate(low=low, high=high, source="expectation")
 
 
 def is_decisive(est: SpeedupEstimate, gate: Gate) -> bool:
@@ -151,10 +160,12 @@ def _pct(fraction: float) -> str:
 def _describe_gate(gate: Gate, expected: Expected | None, hardware: str, unit: str) -> str:
     if gate.source != "expectation" or gate.high is None:
         return f"the floor {gate.low:.2f}{unit}"
+    recorded = "" if expected is None else f"recorded {expected.speedup:.2f}{unit} +-{_pct(expected.noise_margin)}"
+    if gate.floor is not None:
+        return (f"the min_speedup floor {gate.floor:.2f}{unit}, above the {hardware} band's low edge ({recorded}; "
+                f"the case declares no known_loss, so the floor holds)")
     band = f"the {hardware} band {gate.low:.2f}{unit}..{gate.high:.2f}{unit}"
-    if expected is None:
-        return band
-    return f"{band} (recorded {expected.speedup:.2f}{unit} +-{_pct(expected.noise_margin)})"
+    return f"{band} ({recorded})" if recorded else band
 
 
 def _floor_note(gate: Gate, hardware: str, unit: str, baseline_ms: float, optimized_ms: float) -> str:

@@ -19,6 +19,16 @@ from typing import Callable
 
 EXIT_CODE = 124  # what timeout(1) returns: the run was ended for running too long
 GRACE_S = 30.0
+DISTRIBUTED_GRACE_S = 60.0
+
+
+def limit(timeout_s: float, *, distributed: bool = False) -> float:
+    """The watchdog's limit for one case (0: none). A distributed case's ranks are already limited to
+    ``timeout_s`` by the process that starts them, which then kills them and fails only that case; the watchdog
+    waits ``DISTRIBUTED_GRACE_S`` longer, so it ends the run only where that graceful path itself hangs."""
+    if timeout_s <= 0:
+        return 0.0
+    return timeout_s + DISTRIBUTED_GRACE_S if distributed else timeout_s
 
 
 class Watchdog:

@@ -46,10 +46,18 @@ def test_reports_its_worker_environment(n):
 
 
 @pytest.fixture
-def fake_gpus(pytester: pytest.Pytester) -> pytest.Pytester:
+def bystander(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A project on a machine with two (fake) GPUs that has no performance pairs: the plugin is only installed."""
     pytester.makeconftest(textwrap.dedent(FAKE_GPUS))
     pytester.makepyfile(test_env=textwrap.dedent(REPORTING_TESTS))
     return pytester
+
+
+@pytest.fixture
+def fake_gpus(bystander: pytest.Pytester) -> pytest.Pytester:
+    """The same project, opted in to the plugin by its ini (``aiperf = true``), as a project with perf suites is."""
+    bystander.makeini("[pytest]\naiperf = true\n")
+    return bystander
 
 
 def seen(pytester: pytest.Pytester) -> dict[str, set[tuple[str, str]]]:
@@ -84,3 +92,20 @@ def test_a_worker_restarted_after_a_crash_keeps_the_crashed_workers_gpu(fake_gpu
     by_worker = seen(fake_gpus)
     assert "gw2" in by_worker, by_worker
     assert by_worker["gw2"] == by_worker["gw0"] == {("GPU-aaaa", "PCI_BUS_ID")}, by_worker
+
+
+def test_a_project_without_perf_cases_keeps_its_xdist_run_and_its_own_expectations_folder(
+        bystander: pytest.Pytester) -> None:
+    snapshots = bystander.mkdir("expectations") / "h200"
+    snapshots.mkdir()
+    (snapshots / "ch01.json").write_text("a snapshot tool's file, not ours")
+    result = bystander.runpytest_subprocess("-n", "3", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=8)
+    assert not [line for line in result.outlines if line.startswith("aiperf")], result.outlines
+    assert {gpu for gpus in seen(bystander).values() for gpu, _ in gpus} == {"None"}
+
+
+def test_selecting_perf_cases_with_m_opts_in_before_collection(bystander: pytest.Pytester) -> None:
+    refused = bystander.runpytest_subprocess("-n", "3", "-m", "perf or not perf", "-p", "no:cacheprovider")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["*-n 3 starts more xdist workers than the 2 visible GPU(s)*"])

@@ -254,9 +254,14 @@ def test_header_line_for_an_unknown_gpu_says_how_to_override() -> None:
 def test_a_case_below_its_floor_is_named_even_when_its_expectation_passes_it() -> None:
     loss = make_record(key="l2_blocking-fp32-1024x256000", speedup=0.8, min_speedup=1.1, verdict="PASS")
     win = make_record(speedup=3.0, min_speedup=1.5)
-    assert report.below_floor_block([win, loss]) == (
+    declared = make_record(key="side_stream_ema-bf16-4096", speedup=1.01, min_speedup=1.05, verdict="PASS",
+                           known_loss="the EMA hides behind a GEMM that already fills the GPU")
+    assert report.below_floor_block([win, loss, declared]) == (
+        "2 cases below the floor, 1 with a declared known loss\n"
         "l2_blocking-fp32-1024x256000: 0.80x is below its min_speedup floor 1.10x on h100: "
-        "the optimization does not deliver its claim here")
+        "the optimization does not deliver its claim here\n"
+        "side_stream_ema-bf16-4096: 1.01x is below its min_speedup floor 1.05x on h100: declared known loss "
+        "(the EMA hides behind a GEMM that already fills the GPU)")
     assert report.below_floor_block([win]) == ""
 
 

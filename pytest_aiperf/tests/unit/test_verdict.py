@@ -106,7 +106,30 @@ def test_a_margin_over_100_percent_still_gives_a_positive_low_edge():
 
 def test_gate_without_an_expectation_is_the_open_floor():
     assert FLOOR == Gate(low=1.2, high=None, source="floor")
-    assert FLOOR.to_json() == {"low": 1.2, "high": None, "source": "floor"}
+    assert FLOOR.to_json() == {"low": 1.2, "high": None, "source": "floor", "floor": None}
+
+
+def test_the_floor_holds_under_an_expectation_that_recorded_a_loss():
+    gate = gate_for(Expected(0.51, 0.05), min_speedup=1.2)
+    assert (gate.low, gate.source, gate.floor) == (1.2, "expectation", 1.2)
+    verdict = judge(est(0.51, 0.50, 0.52), gate, expected=Expected(0.51, 0.05), baseline_ms=1.0,
+                    optimized_ms=1.96, hardware="h100")
+    assert verdict.outcome is Outcome.REGRESSED
+    assert "the min_speedup floor 1.20x, above the h100 band's low edge (recorded 0.51x +-5%" in verdict.reason
+    assert "declares no known_loss" in verdict.reason
+
+
+def test_the_floor_raises_a_band_edge_below_it_but_not_a_band_above_it():
+    assert gate_for(Expected(1.15, 0.1), min_speedup=1.1).low == 1.1
+    assert gate_for(Expected(2.0, 0.05), min_speedup=1.2).floor is None
+
+
+def test_a_declared_known_loss_is_gated_by_its_recorded_band():
+    gate = gate_for(Expected(0.78, 0.03), min_speedup=1.1, known_loss="the L2 window thrashes at this size")
+    assert (gate.low, gate.high, gate.floor) == (pytest.approx(0.78 / 1.03), pytest.approx(0.78 * 1.03), None)
+    verdict = judge(est(0.78, 0.77, 0.79), gate, expected=Expected(0.78, 0.03), baseline_ms=1.0,
+                    optimized_ms=1.28, hardware="h100")
+    assert verdict.outcome is Outcome.PASS
 
 
 def test_gate_refuses_a_non_positive_floor():

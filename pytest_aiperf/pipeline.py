@@ -1,0 +1,249 @@
+"""One case, one way through, in the process that measures it: look up its expectation (once), check both arms
+against the reference, measure them, judge the speedup (measuring again at fresh placements when the first verdict
+is REGRESSED or INCONCLUSIVE), and build the record once.
+
+``Measurer`` is this process's measuring role: the device, the expectations it reads, and whether a sticky CUDA
+error has already lost the context. Each case holds the GPUs it uses alone (``lease``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_aiperf import checks, distributed, expectations, lease, machine, measure, record
+from pytest_aiperf.cases import CaseParam
+from pytest_aiperf.device import Device, Skip
+from pytest_aiperf.options import Options
+from pytest_aiperf.stats import SpeedupEstimate, arm_stats, noise_margin, side_stream_suspect, speedup_ci
+from pytest_aiperf.verdict import Expected, Gate, Outcome, Verdict, gate_for, host_shift, judge
+
+REMEASURE_FACTOR = 3.0
+CONFIRMED = (Outcome.INCONCLUSIVE, Outcome.REGRESSED)
+
+# CUDA errors after which every later call in the process fails too (the context is corrupted).
+STICKY_CUDA_ERRORS = ("illegal memory access", "illegal address", "unspecified launch failure", "misaligned address",
+                      "illegal instruction", "device-side assert", "launch timed out", "uncorrectable ECC")
+
+
+class CudaContextLost(RuntimeError):
+    """A sticky CUDA error: the process's CUDA context is unusable, so no later case can run in it."""
+
+
+class MeasurementError(AssertionError):
+    """The measurement itself is invalid (work escaped the timed stream)."""
+
+
+def sticky_cuda_error(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) reports a CUDA error that poisons the context."""
+    while exc is not None:
+        if any(pattern.lower() in str(exc).lower() for pattern in STICKY_CUDA_ERRORS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a case was collected: its test's node id, module path and function, and its expectations chapter."""
+
+    nodeid: str
+    module: str
+    func: str
+    chapter: str
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A measurement judged against its gate."""
+
+    estimate: SpeedupEstimate
+    verdict: Verdict
+    noise_margin: float
+    host_change: str | None
+
+
+class Measurer:
+    """The measuring process's role: runs cases through the pipeline on its ``Device``."""
+
+    def __init__(self, options: Options, device: Device) -> None:
+        self.options, self.device = options, device
+        self._stores: dict[str, expectations.Store] = {}
+        self.context_lost: str | None = None
+
+    def expected(self, param: CaseParam, chapter: str) -> Expected | None:
+        """The recorded expectation of ``param`` on this hardware (``<n>x_<hardware>`` for several GPUs)."""
+        hardware = self.device.hardware_for(param.gpus)
+        if hardware not in self._stores:
+            root = self.device.rootdir / self.options.expectations_dir
+            self._stores[hardware] = expectations.Store(root, hardware, lenient=self.options.update is not None)
+        entry = self._stores[hardware].get(chapter, param.id)
+        return Expected.from_entry(entry) if entry else None
+
+    def run(self, param: CaseParam, where: Location) -> dict[str, Any]:
+        """The record of one case. After a sticky CUDA error every later case fails at once, naming the case that
+        lost the context, instead of failing with CUDA errors that are not its own."""
+        __tracebackhide__ = True
+        if self.context_lost:
+            raise CudaContextLost(f"not run: {self.context_lost}")
+        device = self.device
+        uuids = sorted(gpu.uuid for gpu in device.gpus[:param.gpus]) if device.custom_backend is None else []
+        try:
+            with contextlib.ExitStack() as held:
+                for uuid in uuids:  # in one order everywhere, so two processes never wait on each other's GPU
+                    held.enter_context(lease.exclusive(uuid))
+                return self._distributed(param, where) if param.world > 1 else self._single(param, where)
+        except Exception as exc:
+            if not sticky_cuda_error(exc):
+                raise
+            self.context_lost = (f"the CUDA context of this process was lost in {where.nodeid} "
+                                 f"({str(exc).splitlines()[0]}); no CUDA work can run in it again. Fix that case, "
+                                 "then run the cases after it in a fresh process (pytest --lf)")
+            raise CudaContextLost(self.context_lost) from exc
+
+    def _single(self, param: CaseParam, where: Location) -> dict[str, Any]:
+        __tracebackhide__ = True
+        case = param.case
+        backend = self.device.backend()
+        on = backend.device if backend is not None else "cpu"
+        if case.needs_cuda and on != "cuda":
+            raise Skip(f"{param.id} needs a CUDA device (it uses pinned memory, streams or CUDA kernels)")
+        lacking = machine.lacks_capability(case.min_capability)
+        if lacking:
+            raise Skip(f"{param.id} {lacking}")
+        self._check_gpu_count(param)
+        expected = self.expected(param, where.chapter)
+        gate = gate_for(expected, case.min_speedup, case.known_loss)
+        check = checks.verify(param, on)
+        if backend is None:
+            raise Skip(f"timing skipped: no CUDA device. Correctness verified on {on}: {len(check.seeds)} seeds x "
+                       f"{len(check.shapes)} shapes, max relative error {check.err_optimized:.2g} "
+                       f"(baseline {check.err_baseline:.2g})")
+        seed = param.seeds(1)[0]
+        checks.verify(param, on, shapes=[param.shape], seeds=[seed])
+        inputs = list(case.inputs(param.shape, param.dtype, seed, on))
+        budget = case.budget_s or self.options.budget_s
+        updating = self.options.update is not None
+        timing = dict(cold=case.cache == "cold", hide_dispatch=case.host_dispatch == "hidden",
+                      telemetry=self.device.telemetry)
+        arms = (("baseline", case.baseline), ("optimized", case.optimized))
+        note = getattr(backend, "dispatch_note", None) if timing["hide_dispatch"] else None
+        peaks: dict[str, int | None] = {}
+
+        def measured(sets: list[tuple[Any, ...]], budget_s: float) -> tuple[measure.Samples, Judgement]:
+            samples = measure.sample_pair(backend, case.baseline, case.optimized, sets, budget_s=budget_s,
+                                          gate=None if updating else gate, **timing)
+            if case.goal == "memory" and not peaks:  # after the warm-up, so no first-call workspace counts
+                peaks.update((arm, backend.peak_bytes(fn, inputs)) for arm, fn in arms)
+            notes = {arm: note(fn) for arm, fn in arms} if note is not None else {}
+            host_bound = not timing["hide_dispatch"] or any(n["late_calls"] >= 0.5 * n["calls"]
+                                                            for n in notes.values())
+            shift = host_shift(expected.launch_us, self.device.provenance().get("launch_us")) \
+                if expected and host_bound else None
+            return samples, self._judge(param, samples, expected, gate, peaks, shift)
+
+        samples, judged = measured(measure.placements(inputs, seed=seed), budget)
+        remeasured = None
+        if judged.verdict.outcome in CONFIRMED and not updating and case.goal != "memory":
+            first = judged
+            samples, judged = measured(measure.placements(inputs, seed=seed + 1), budget * REMEASURE_FACTOR)
+            remeasured = {"verdict": first.verdict.outcome.value, "speedup": first.estimate.speedup,
+                          "ci": [first.estimate.lo, first.estimate.hi], "reason": first.verdict.reason}
+            judged = _with_first(judged, first)
+        notes = {arm: note(fn) for arm, fn in arms} if note is not None else {}
+        energy = {arm: measure.energy_per_call(backend, fn, inputs, self.device.telemetry) for arm, fn in arms}
+        built = {arm: record.summarized(ms, wall, energy_mj=energy[arm], peak_bytes=peaks.get(arm),
+                                        dispatch=notes.get(arm))
+                 for arm, ms, wall in (("baseline", samples.base_ms, samples.base_wall_ms),
+                                       ("optimized", samples.opt_ms, samples.opt_wall_ms))}
+        return record.build(param, **vars(where), hardware=self.device.hardware, device=backend.device,
+                            backend=backend.name, baseline=built["baseline"], optimized=built["optimized"],
+                            estimate=judged.estimate, noise_margin=judged.noise_margin, verdict=judged.verdict,
+                            gate=gate, expected=expected, host_change=judged.host_change, remeasured=remeasured,
+                            placements=samples.placements, warmup_calls=samples.warmup_calls,
+                            correctness=check.to_json(), telemetry=self.device.telemetry_summary(samples.telemetry),
+                            ceilings=self.device.ceilings, provenance=self.device.provenance(),
+                            build_note=self.device.build_note)
+
+    def _judge(self, param: CaseParam, samples: measure.Samples, expected: Expected | None, gate: Gate,
+               peaks: dict[str, int | None], host_change: str | None = None,
+               throttle: list[str] | None = None) -> Judgement:
+        """The verdict of one measurement: the speedup's interval against the gate, or for the memory goal the
+        ratio of the arms' peak memory."""
+        __tracebackhide__ = True
+        for arm, events, walls in (("baseline", samples.base_ms, samples.base_wall_ms),
+                                   ("optimized", samples.opt_ms, samples.opt_wall_ms)):
+            suspect = side_stream_suspect(events, walls)
+            if suspect:
+                raise MeasurementError(f"{arm} arm of {param.id}: {suspect}. Work escaped the current stream: join side "
+                                       f"streams (torch.cuda.current_stream().wait_stream(s)) before returning")
+        hardware = self.device.hardware_for(param.gpus)
+        base_ms, opt_ms = (arm_stats(s).median_ms for s in (samples.base_ms, samples.opt_ms))
+        if param.case.goal == "memory":
+            if not peaks.get("baseline") or not peaks.get("optimized"):
+                raise Skip(f"{param.id}: the memory goal needs peak-memory tracking, which this timing backend lacks")
+            ratio = peaks["baseline"] / peaks["optimized"]
+            est = SpeedupEstimate(speedup=ratio, lo=ratio, hi=ratio, confidence=1.0, rounds=len(samples.base_ms))
+            verdict = judge(est, gate, expected=expected, baseline_ms=base_ms, optimized_ms=opt_ms, hardware=hardware)
+            verdict = Verdict(verdict.outcome, f"peak memory {peaks['baseline']} -> {peaks['optimized']} bytes; "
+                                               f"{verdict.reason}")
+            return Judgement(est, verdict, self.options.min_margin, None)
+        est = speedup_ci(samples.base_ms, samples.opt_ms)
+        if throttle is None:
+            tele = machine.summarize(samples.telemetry) if samples.telemetry else {}
+            throttle = sorted(set(tele.get("throttle", [])) & machine.SEVERE_THROTTLE)
+        verdict = judge(est, gate, expected=expected, baseline_ms=base_ms, optimized_ms=opt_ms, throttle=throttle,
+                        host_change=host_change, hardware=hardware)
+        return Judgement(est, verdict, noise_margin(samples.base_ms, samples.opt_ms, floor=self.options.min_margin),
+                         host_change)
+
+    def _distributed(self, param: CaseParam, where: Location) -> dict[str, Any]:
+        """A case on ``param.world`` ranks that ``distributed`` starts: never beside other work on this process's
+        GPUs, keyed in ``expectations/<world>x_<hardware>/``."""
+        __tracebackhide__ = True
+        options, case = self.options, param.case
+        cpu = options.backend == "cpu" or self.device.custom_backend is not None or not self.device.gpus
+        self._check_gpu_count(param, cpu=cpu)
+        timed = not cpu or options.backend == "cpu"
+        expected = self.expected(param, where.chapter)
+        gate = gate_for(expected, case.min_speedup, case.known_loss)
+        world = distributed.measure(param, param.world, cuda=not cpu, budget_s=case.budget_s or options.budget_s,
+                                    timeout_s=options.timeout_s or 3600, timed=timed)
+        check = checks.CheckReport(**max(world.checks, key=lambda c: c["err_optimized"]))
+        if not timed:
+            raise Skip(f"timing skipped: no CUDA device. Correctness verified on {param.world} gloo ranks, each "
+                       f"{len(check.seeds)} seeds x {len(check.shapes)} shapes, max relative error "
+                       f"{check.err_optimized:.2g} (baseline {check.err_baseline:.2g})")
+        samples = measure.Samples(base_ms=world.base_ms, opt_ms=world.opt_ms, base_wall_ms=world.base_ms,
+                                  opt_wall_ms=world.opt_ms)
+        judged = self._judge(param, samples, expected, gate, {}, throttle=[])
+        provenance = {**world.provenance, **{k: v for k, v in self.device.provenance().items() if v is not None}}
+        return record.build(param, **vars(where), hardware=self.device.hardware_for(param.world),
+                            device="cpu" if cpu else "cuda", backend=world.backend,
+                            baseline=record.summarized(world.base_ms), optimized=record.summarized(world.opt_ms),
+                            estimate=judged.estimate, noise_margin=judged.noise_margin, verdict=judged.verdict,
+                            gate=gate, expected=expected, host_change=None, remeasured=None, placements=1,
+                            warmup_calls=0, correctness=check.to_json(), telemetry=None,
+                            ceilings={"busbw_gbps": world.busbw_gbps} if world.busbw_gbps else None,
+                            provenance=provenance, build_note=self.device.build_note,
+                            compute_only=record.summarized(world.compute_ms) if world.compute_ms else None)
+
+    def _check_gpu_count(self, param: CaseParam, cpu: bool = False) -> None:
+        """Skip a multi-GPU case in an xdist worker (one GPU each) or where fewer GPUs are visible."""
+        if param.gpus == 1:
+            return
+        if self.options.xdist_worker:
+            raise Skip(f"{param.id} uses {param.gpus} GPUs, which an xdist worker (one GPU) cannot: run it without "
+                       f"xdist (-n 0), after the single-GPU cases (select them with -m multigpu)")
+        if not cpu and len(self.device.gpus) < param.gpus:
+            raise Skip(f"{param.id} needs {param.gpus} GPUs; this process sees {len(self.device.gpus)}")
+
+
+def _with_first(judged: Judgement, first: Judgement) -> Judgement:
+    """The repeat's judgement, its reason naming the first measurement it replaced."""
+    est = first.estimate
+    reason = (f"{judged.verdict.reason} (first measurement {first.verdict.outcome.value} at {est.speedup:.3g}x "
+              f"[{est.lo:.3g}, {est.hi:.3g}]; measured again at fresh placements)")
+    return Judgement(judged.estimate, Verdict(judged.verdict.outcome, reason), judged.noise_margin,
+                     judged.host_change)
