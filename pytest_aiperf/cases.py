@@ -65,6 +65,8 @@ class Case:
     ``reference`` (default: the baseline on inputs upcast to float64) gives the high-precision answer.
     ``min_speedup`` is the hardware-independent floor: the claim that the technique wins at all,
     used where no expectation is recorded for the hardware.
+    ``known_loss`` declares, with its reason, that the optimized arm measures below ``min_speedup`` on some hardware:
+    only then is such a loss recorded and gated by its expectation; the summary lists these cases.
     ``host_dispatch="timed"`` is for cases whose arms do host work that is part of the lesson (the launch path,
     file reads, CPU preprocessing, pageable copies): the events then start before the host dispatches the call,
     instead of after a hold (see ``clocks``) that hides a call's first 50-400 us of dispatch.
@@ -91,6 +93,7 @@ class Case:
     work: WorkModel | None = None
     goal: Goal = "speed"
     min_speedup: float = 1.2
+    known_loss: str | None = None
     tolerance: Tolerance | None = None
     reference: Callable[..., Any] | None = None
     cache: CacheMode = "cold"
@@ -118,6 +121,9 @@ class Case:
             raise ValueError(f"case {self.name}: needs at least one timing shape and one check shape")
         if self.min_speedup <= 0:
             raise ValueError(f"case {self.name}: min_speedup must be positive")
+        if self.known_loss is not None and (not isinstance(self.known_loss, str) or not self.known_loss.strip()):
+            raise ValueError(f"case {self.name}: known_loss is None or the reason the optimized arm measures below "
+                             f"min_speedup, got {self.known_loss!r}")
         if self.min_capability is not None:
             given = self.min_capability
             if not isinstance(given, tuple) or len(given) != 2 or not all(isinstance(v, int) for v in given):
