@@ -19,6 +19,13 @@ Napkin math on an H100 SXM (~3.0 TB/s, 132 SMs):
 - baseline: ~70-85% of that rate (8 blocks per SM, each idle between its load and its stores; 90 K blocks to
   schedule) = ~0.6-0.75 ms.
 - predicted speedup: ~1.1-1.3x.
+
+Measured: a loss on the H100, a tie on an H200; the prediction is wrong about the baseline. H100 VMs (2026-11-21,
+three processes at commits 35aae07, 494cf6d and 8759613, two cards): 508-510 us -> 546-549 us, 0.93x. The
+optimized arm is where predicted (~2.7 TB/s), but the baseline streams at ~2.9 TB/s, ~97% of the ~3.0 TB/s copy
+ceiling, not 70-85% of it: its 8 resident blocks per SM keep enough loads in flight, so the prefetch has no HBM
+latency left to hide. An H200 measured 1.01-1.03x (a gate run: 427 -> 423 us). The H100 loss is likely (not
+profiled) what the persistent loop adds per tile: a pipeline wait and two block-wide barriers.
 """
 
 from __future__ import annotations

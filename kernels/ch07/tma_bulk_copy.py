@@ -20,6 +20,14 @@ Napkin math on an H100 SXM (~3.0 TB/s, 132 SMs, 6 blocks of 33 KB shared memory 
 - baseline: ~70-85% of that rate = ~0.6-0.75 ms.
 - predicted speedup: ~1.1-1.3x; against ``cp_async_double_buffer``'s optimized arm it should tie (both HBM-bound):
   TMA's gain here is fewer instructions and registers, which a memory-bound filter does not need.
+
+Measured: a loss on the H100, a tie on an H200; the prediction is wrong about the baseline. H100 VMs (2026-11-21,
+three processes at commits 35aae07, 494cf6d and 8759613, two cards): 508-531 us -> 532-557 us, 0.95x. The
+optimized arm is where predicted (~2.76 TB/s; 2% faster than ``cp_async_double_buffer``'s, close to the predicted
+tie), but the baseline streams at ~2.9 TB/s, ~97% of the ~3.0 TB/s copy ceiling, not 70-85% of it, so the bulk
+copies have no HBM latency left to hide. An H200 measured 1.01-1.03x (a gate run: 426 -> 420 us). The H100 loss is
+likely (not profiled) what the ring adds per tile: an mbarrier wait, two block-wide barriers, and a stage refilled
+only after the whole block has filtered it.
 """
 
 from __future__ import annotations

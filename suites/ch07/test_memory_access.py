@@ -7,7 +7,8 @@
 - tma_bulk_copy: the same tiled row filter staged by every thread vs streamed in by TMA bulk copies and mbarriers.
 
 Each kernel module's header has the napkin math and the predicted H100 speedup; ``min_speedup`` here is the
-conservative floor, the claim that the technique wins at all on any recent GPU.
+conservative floor, the claim that the technique wins at all on any recent GPU; a case that measured below it on
+some GPU says why in ``known_loss``.
 """
 
 from __future__ import annotations
@@ -38,11 +39,18 @@ CASES = [
     Case(name="cp_async_double_buffer", baseline=cp_async_double_buffer.baseline_sync_staging,
          optimized=cp_async_double_buffer.optimized_cp_async_double_buffer, inputs=cp_async_double_buffer.inputs,
          reference=cp_async_double_buffer.reference, work=cp_async_double_buffer.work, needs_cuda=True,
-         check_shapes=FILTER_CHECK_SHAPES, time_shapes=[(64, 2_880_000)], dtypes=["fp32"], min_speedup=1.05),
+         check_shapes=FILTER_CHECK_SHAPES, time_shapes=[(64, 2_880_000)], dtypes=["fp32"], min_speedup=1.05,
+         known_loss="0.93x on the H100 (508 -> 546 us) and 1.01-1.03x on an H200: the baseline already streams at ~2.9 "
+                    "TB/s, ~97% of the H100's copy ceiling, so the prefetch has no HBM latency to hide; the H100 loss "
+                    "is likely the persistent loop's per-tile pipeline wait and block barriers (not profiled)"),
     Case(name="tma_bulk_copy", baseline=tma_bulk_copy.baseline_sync_staging,
          optimized=tma_bulk_copy.optimized_tma_bulk_copy, inputs=tma_bulk_copy.inputs,
          reference=tma_bulk_copy.reference, work=tma_bulk_copy.work, needs_cuda=True,
-         check_shapes=FILTER_CHECK_SHAPES, time_shapes=[(64, 2_880_000)], dtypes=["fp32"], min_speedup=1.05),
+         check_shapes=FILTER_CHECK_SHAPES, time_shapes=[(64, 2_880_000)], dtypes=["fp32"], min_speedup=1.05,
+         known_loss="0.95x on the H100 (509 -> 534 us) and 1.01-1.03x on an H200: the baseline already streams at ~2.9 "
+                    "TB/s, ~97% of the H100's copy ceiling, so the bulk copies have no HBM latency to hide; the H100 "
+                    "loss is likely the ring's per-tile mbarrier wait, block barriers and late stage refill (not "
+                    "profiled)"),
 ]
 
 

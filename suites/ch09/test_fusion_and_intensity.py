@@ -10,7 +10,8 @@
   2 to 512: the fused arm's rows move from memory-bound to compute-bound on the roofline.
 
 Each kernel module's header has the napkin math and the predicted H100 speedup; ``min_speedup`` here is the
-conservative floor, the claim that the technique wins at all on any recent GPU.
+conservative floor, the claim that the technique wins at all on any recent GPU; a case that measured below it on
+some GPU says why in ``known_loss``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ CASES = [
          reference=structured_sparsity_ffn.reference, work=structured_sparsity_ffn.work, min_capability=(8, 0),
          check_shapes=[(37, 64, 192), (1, 128, 64), (130, 256, 704)], time_shapes=[(4096, 4096, 14336)],
          dtypes=["bf16"], min_speedup=1.1,
+         known_loss="0.67x on the H100 (0.54x and 0.79x in two processes) and 0.65-0.98x on an H200: on the H100 the "
+                    "2:4 sparse kernels are only 1.13x faster than dense cuBLAS (511 vs 579 us for one projection), "
+                    "and torch's semi-structured wrapper spends host time before each launch while the GPU waits (1287 "
+                    "us per projection in all); the H200's spread is not profiled",
          tolerance=Tolerance(rel=2e-2, reason="both arms round the (tokens, ffn) activations and the output to bf16 "
                              "(2^-9 each) over fp32 accumulation, ~5e-3 against float64; the sparse kernels order "
                              "their partial sums differently from cuBLAS")),

@@ -10,7 +10,7 @@
 Every variant forks its side streams from torch's current stream and joins them back before returning, so the
 events on the current stream time the whole call. Each kernel module's header has the napkin math and the predicted
 H100 speedup; ``min_speedup`` here is the conservative floor, the claim that the technique wins at all on any recent
-GPU.
+GPU; a case that measured below it on some GPU says why in ``known_loss``.
 """
 
 from __future__ import annotations
@@ -51,7 +51,10 @@ CASES = [
          optimized=side_stream_ema.optimized_ema_on_side_stream, inputs=side_stream_ema.inputs,
          work=side_stream_ema.work, needs_cuda=True,
          check_shapes=[(5, 24, 40), (1, 8, 3), (33, 16, 9)], time_shapes=[(4096, 4096, 14336)], dtypes=["bf16"],
-         min_speedup=1.05),
+         min_speedup=1.05,
+         known_loss="a tie: 1.01x on the H100 (1.00-1.02x over four processes) and 1.01-1.03x on an H200; the side "
+                    "stream hid ~0.03-0.07 ms (derived) of the ~0.7 ms EMA, likely because the forward's GEMMs leave "
+                    "the EMA's blocks almost no SM to run on (not profiled)"),
 ]
 
 

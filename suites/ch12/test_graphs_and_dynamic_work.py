@@ -7,7 +7,8 @@
 - graph_branch_concurrency: 8 independent task towers captured as one serial chain vs as 8 parallel branches.
 
 Each kernel module's header has the napkin math and the predicted H100 speedup; ``min_speedup`` here is the
-conservative floor, the claim that the technique wins at all on any recent GPU.
+conservative floor, the claim that the technique wins at all on any recent GPU; a case that measured below it on
+some GPU says why in ``known_loss``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ CASES = [
     Case(name="persistent_work_queue", baseline=persistent_work_queue.baseline_static_row_ranges,
          optimized=persistent_work_queue.optimized_atomic_row_queue, inputs=persistent_work_queue.inputs,
          reference=persistent_work_queue.reference, work=persistent_work_queue.work, needs_cuda=True,
-         check_shapes=[(1,), (33,), (1000,)], time_shapes=[(1048576,)], dtypes=["fp32"], min_speedup=1.05),
+         check_shapes=[(1,), (33,), (1000,)], time_shapes=[(1048576,)], dtypes=["fp32"], min_speedup=1.05,
+         known_loss="a tie: 1.02x on the H100 (1.01-1.03x over three processes) and 0.98-1.04x on an H200; both arms "
+                    "run at ~0.7-0.77 TB/s, likely bound by the whole GPU's latency-limited gather rate rather than by "
+                    "the most loaded warp, so the queue removes an imbalance off the critical path (not profiled)"),
     Case(name="padded_shape_buckets", baseline=padded_shape_buckets.baseline_eager_exact_shapes,
          optimized=padded_shape_buckets.optimized_padded_bucket_graphs, inputs=padded_shape_buckets.inputs,
          work=padded_shape_buckets.work, needs_cuda=True, host_dispatch="timed",
