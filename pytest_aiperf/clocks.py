@@ -205,3 +205,6 @@ class CpuClock:
 
     def peak_bytes(self, fn: Callable[..., Any], args: Sequence[Any]) -> int | None:
         return None
+
+    def dispatch_note(self, fn: Callable[..., Any]) -> dict[str, float] | None:
+        return None

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_aiperf.clocks import DispatchHold, dispatch_notes
+from pytest_aiperf.clocks import CpuClock, DispatchHold, TimingBackend, dispatch_notes
 
 
 def arm() -> None:
@@ -57,6 +57,13 @@ def test_an_arm_that_waits_for_the_device_keeps_the_base_hold_however_short_its_
     hold = DispatchHold(base_us=50, max_us=400, short_us=200)
     assert hold.observe(arm, 120.0, pending=False) is True
     assert hold.hold_us(arm) == 50, "a synchronizing arm's host work between device steps is its own time"
+
+
+def test_the_host_clock_is_a_timing_backend_that_notes_no_dispatch() -> None:
+    clock = CpuClock()
+    assert isinstance(clock, TimingBackend)
+    assert clock.dispatch_note(arm) is None
+    assert dispatch_notes(clock, {"baseline": arm, "optimized": other_arm}) == {}
 
 
 def test_a_backend_without_dispatch_note_gets_no_dispatch_record_and_one_with_it_gets_each_arms() -> None:
