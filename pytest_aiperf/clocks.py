@@ -10,16 +10,51 @@ arm's hold for the calls after it, up to ``MAX_HOLD_US``. Dispatch longer than `
 that returns only after its device work finished, is the arm's own host work (a Python loop of launches, a host
 pipeline that synchronizes) and is never hidden beyond the base hold: cases whose lesson is that host work
 declare ``host_dispatch="timed"`` and run with no hold at all.
+
+Both clocks are ``TimingBackend``s, the interface the plugin times with; a ``pytest_aiperf_backend`` hook may return
+any object that provides it.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 HOLD_US = 50.0
 MAX_HOLD_US = 400.0
 SHORT_DISPATCH_US = 200.0
+
+
+@runtime_checkable
+class TimingBackend(Protocol):
+    """What the plugin reads of a timing backend. ``time_call`` returns (device ms, synchronized host wall ms) of
+    one call; ``dispatch_note`` what the backend did about ``fn``'s host dispatch, or None. A backend returned by
+    ``pytest_aiperf_backend`` may leave ``dispatch_note`` out: the plugin reads it only through ``dispatch_notes``,
+    which takes a missing one as None. The optional ``hardware`` (expectations key) and ``launch_latency_us()``
+    (``host.pin_host``) are read with defaults too."""
+
+    name: str
+    device: str
+    l2_bytes: int
+
+    def flush(self) -> None: ...
+
+    def sync(self) -> None: ...
+
+    def time_call(self, fn: Callable[..., Any], args: Sequence[Any],
+                  hide_dispatch: bool = True) -> tuple[float, float]: ...
+
+    def peak_bytes(self, fn: Callable[..., Any], args: Sequence[Any]) -> int | None: ...
+
+    def dispatch_note(self, fn: Callable[..., Any]) -> dict[str, float] | None: ...
+
+
+def dispatch_notes(backend: Any, arms: Mapping[str, Callable[..., Any]]) -> dict[str, dict[str, float]]:
+    """The dispatch note of each arm that the backend gives one for: none from a backend without ``dispatch_note``
+    or whose note is None (the host clock, which holds nothing)."""
+    note = getattr(backend, "dispatch_note", None)
+    notes = {arm: note(fn) for arm, fn in arms.items()} if note is not None else {}
+    return {arm: value for arm, value in notes.items() if value is not None}
 
 
 class DispatchHold:
@@ -169,4 +204,7 @@ class CpuClock:
         return elapsed, elapsed
 
     def peak_bytes(self, fn: Callable[..., Any], args: Sequence[Any]) -> int | None:
+        return None
+
+    def dispatch_note(self, fn: Callable[..., Any]) -> dict[str, float] | None:
         return None

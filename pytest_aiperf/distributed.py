@@ -5,18 +5,21 @@ processes (``torch.multiprocessing``, start method "spawn", so no CUDA state is 
 process group (NCCL on GPUs, one GPU per rank; gloo on the CPU) and, in every rank:
 
 - verifies both arms against the reference on fresh inputs (``checks.verify``: every rank checks its own output);
-- warms both arms up, then times rounds that interleave baseline and optimized (A B, B A, ...). Each call starts
-  after a barrier and is timed by the rank's own clock (CUDA events around the call, the launch path included);
-  a round's time for an arm is the slowest rank's, since a collective step is as slow as its slowest rank.
-  An overlap pair's ``Case.compute_only`` (its computation without the communication) is warmed up and timed in
-  every round too, the same way; the rounds then run the three calls in each of their six orders in turn, so no
-  call always follows the same one.
-- rank 0 decides when to stop (the budget, as for single-GPU cases) and broadcasts it, so all ranks run the same
-  sequence of collectives and none waits forever.
+- times the pair with ``measure.sample_pair``, the loop single-GPU cases use, given ``TorchRanks``: each call
+  starts after a barrier and is timed by the rank's own clock (CUDA events around the call with no dispatch hold,
+  so the launch path is included; the host clock on gloo), with warm caches (no L2 flush) and one input
+  placement. A round's time for a call is the slowest rank's (an all-reduce MAX), since a collective step is as
+  slow as its slowest rank. An overlap pair's ``Case.compute_only`` (its computation without the communication)
+  is warmed up and timed in every round too, the same way; the rounds then run the three calls in each of their
+  six orders in turn, so no call always follows the same one.
+- rank 0 decides when the warm-up ends (the loop's adaptive warm-up: steady medians, or a quarter of the budget)
+  and when sampling stops (the budget, counted from the warm-up's start, and at least ``MIN_ROUNDS`` rounds), and
+  broadcasts each decision, so all ranks run the same sequence of collectives and none waits forever.
 
 On GPUs, each world first measures its interconnect ceiling, the bus bandwidth of a 256 MB all-reduce, which the
 summary's "% ceil" column then uses for the case's work bytes (a distributed work model counts the bytes each rank
-moves over the interconnect, ``work(shape, dtype, world=n)``). Every process gets ``ENV`` (NVLink multicast off). Inputs of a distributed case may read
+moves over the interconnect, ``work(shape, dtype, world=n)``); that probe times with CUDA events itself, outside
+the loop. Every process gets ``ENV`` (NVLink multicast off). Inputs of a distributed case may read
 ``torch.distributed.get_rank()`` and ``get_world_size()`` to build each rank's shard; ``Case.inputs`` is otherwise
 called as for any case. A rank that fails sends its traceback; a world that does not finish within the time limit
 is killed and reported, naming the ranks that did not answer.
@@ -30,13 +33,11 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass, field
-from itertools import permutations
 from typing import Any
 
 from pytest_aiperf.cases import CaseParam
 
 ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
-WARMUP_CALLS = 3
 MIN_ROUNDS = 10
 
 
@@ -47,7 +48,8 @@ class DistributedError(RuntimeError):
 @dataclass
 class WorldResult:
     """What rank 0 reports: per-round times of the slowest rank (``compute_ms``: of ``Case.compute_only``, empty
-    without one), and the correctness checks of every rank."""
+    without one), and the correctness checks of every rank. ``backend`` is the ranks' clock ("cuda-events" or
+    "cpu-clock"); ``provenance`` names the process group ("nccl" or "gloo") and the rank count."""
 
     base_ms: list[float] = field(default_factory=list)
     opt_ms: list[float] = field(default_factory=list)
@@ -136,6 +138,8 @@ def rank_main(rank: int, world: int, param: CaseParam, settings: dict[str, Any],
     import torch
     import torch.distributed as dist
 
+    from pytest_aiperf import clocks
+
     try:
         if settings["cuda"]:
             torch.cuda.set_device(rank)
@@ -144,9 +148,9 @@ def rank_main(rank: int, world: int, param: CaseParam, settings: dict[str, Any],
         dist.init_process_group(backend, rank=rank, world_size=world,
                                 **({"device_id": torch.device("cuda", rank)} if settings["cuda"] else {}))
         result = _measure_rank(param, device, settings["budget_s"] if settings["timed"] else None, world)
-        result.backend = backend
+        result.backend = clocks.CudaEvents.name if settings["cuda"] else clocks.CpuClock.name
         if rank == 0:
-            result.provenance = _provenance(device, world)
+            result.provenance = {**_provenance(device, world), "process_group": backend}
         results.put(("ok", rank, result if rank == 0 else None))
     except BaseException:  # every failure, including a collective's, goes back with its traceback
         results.put(("error", rank, traceback.format_exc()))
@@ -189,11 +193,39 @@ def _allreduce_busbw_gbps(world: int, nbytes: int = 256 << 20, reps: int = 10) -
     return 2 * (world - 1) / world * nbytes / (float(slowest) / 1e3) / 1e9
 
 
+class TorchRanks:
+    """``measure.Ranks`` over the default ``torch.distributed`` process group: a barrier, an all-reduce MAX of a
+    round's times, and rank 0's flag broadcast, each with tensors on ``device``."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def barrier(self) -> None:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+    def slowest(self, times: list[float]) -> list[float]:
+        import torch
+        import torch.distributed as dist
+
+        values = torch.tensor(times, dtype=torch.float64, device=self.device)
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        return [float(v) for v in values.tolist()]
+
+    def agree(self, flag: bool) -> bool:
+        import torch
+        import torch.distributed as dist
+
+        value = torch.tensor([1.0 if flag else 0.0], dtype=torch.float64, device=self.device)
+        dist.broadcast(value, src=0)
+        return bool(value.item())
+
+
 def _measure_rank(param: CaseParam, device: str, budget_s: float | None, world: int) -> WorldResult:
-    import torch
     import torch.distributed as dist
 
-    from pytest_aiperf import checks, clocks
+    from pytest_aiperf import checks, clocks, measure
 
     report = checks.verify(param, device)
     gathered: list[Any] = [None] * world
@@ -204,31 +236,10 @@ def _measure_rank(param: CaseParam, device: str, budget_s: float | None, world: 
     case = param.case
     inputs = list(case.inputs(param.shape, param.dtype, param.seeds(1)[0], device))
     clock = clocks.CudaEvents() if device == "cuda" else clocks.CpuClock()
-
-    def timed(fn: Any) -> float:
-        dist.barrier()
-        return clock.time_call(fn, inputs, hide_dispatch=False)[0]
-
     if device == "cuda":
         out.busbw_gbps = _allreduce_busbw_gbps(world)
-    calls = [case.baseline, case.optimized, *([case.compute_only] if case.compute_only else [])]
-    for _ in range(WARMUP_CALLS):
-        for fn in calls:
-            timed(fn)
-    orders = list(permutations(range(len(calls))))  # (0, 1), (1, 0) for two arms: A B, B A, ...
-    series = (out.base_ms, out.opt_ms, out.compute_ms)
-    deadline = time.perf_counter() + budget_s
-    for cycle in range(100000):
-        times = [0.0] * len(calls)
-        for slot in orders[cycle % len(orders)]:
-            times[slot] = timed(calls[slot])
-        slowest = torch.tensor(times, dtype=torch.float64, device=device)
-        dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
-        for slot, value in enumerate(slowest.tolist()):
-            series[slot].append(value)
-        stop = torch.tensor([1.0 if cycle + 1 >= MIN_ROUNDS and time.perf_counter() >= deadline else 0.0],
-                            dtype=torch.float64, device=device)
-        dist.broadcast(stop, src=0)
-        if stop.item():
-            break
+    samples = measure.sample_pair(clock, case.baseline, case.optimized, [inputs], cold=False, hide_dispatch=False,
+                                  budget_s=budget_s, gate=None, min_rounds=MIN_ROUNDS,
+                                  compute_only=case.compute_only, ranks=TorchRanks(device))
+    out.base_ms, out.opt_ms, out.compute_ms = samples.base_ms, samples.opt_ms, samples.compute_ms
     return out

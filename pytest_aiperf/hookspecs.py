@@ -11,9 +11,11 @@ import pytest
 def pytest_aiperf_backend(config: pytest.Config) -> Any:
     """Return a timing backend to use instead of CUDA events or the host clock.
 
-    A backend has ``name``, ``device`` ("cuda" or "cpu"), ``hardware`` (its expectations key), ``l2_bytes`` and the
-    methods ``flush()``, ``sync()``, ``time_call(fn, args, hide_dispatch=True) -> (event_ms, wall_ms)`` and
-    ``peak_bytes(fn, args) -> int | None``; optionally ``dispatch_note(fn) -> dict``, recorded with each arm.
+    A backend provides ``clocks.TimingBackend``: ``name``, ``device`` ("cuda" or "cpu"), ``l2_bytes`` and the
+    methods ``flush()``, ``sync()``, ``time_call(fn, args, hide_dispatch=True) -> (event_ms, wall_ms)``,
+    ``peak_bytes(fn, args) -> int | None`` and ``dispatch_note(fn) -> dict | None`` (recorded with each arm of a
+    case that hides dispatch). Three may be left out, each with a default: ``dispatch_note`` (no dispatch record),
+    ``hardware`` (the expectations key; "custom") and ``launch_latency_us()`` (no host-CPU pinning).
     Example, in a ``conftest.py``::
 
         def pytest_aiperf_backend(config):

@@ -1,6 +1,12 @@
-"""Measure a pair: the only module that times anything.
+"""Measure a pair: the one timing loop, ``sample_pair``, for single-process cases and for every rank of a
+distributed case (``distributed`` passes its ranks in; it has no loop of its own).
 
-Method (one place, reported with every result):
+What else times, outside that loop: ``measure_ceilings`` (the device's copy rate and matmul throughput, once per
+process, best of a few ``time_call``s), ``energy_per_call`` (back-to-back calls over the NVML energy counter),
+``distributed._allreduce_busbw_gbps`` (CUDA events around a large all-reduce, a world's interconnect ceiling) and
+``clocks.CudaEvents.launch_latency_us`` (host time per kernel launch, which ``host.pin_host`` ranks CPUs by).
+
+Method of the loop (reported with every result):
 
 - **Per-call device time.** Each call is timed by the clock in ``clocks``: on a GPU, CUDA events behind a dispatch
   hold that adapts to the host's dispatch time, so the events time the device's work from its first kernel. Cases
@@ -14,6 +20,8 @@ Method (one place, reported with every result):
 - **Warm-up** alternates the arms until each ran at least three times, compilation is done, and the medians of
   consecutive windows agree within 5% (clocks steady), within a capped share of the budget.
 - **Interleaving.** Rounds time both arms on the identical inputs, alternating which goes first (A B, B A, ...).
+  An overlap pair's ``compute_only`` (distributed cases) is a third call in every round, the three in each of
+  their six orders in turn.
 - **Placements.** Where a buffer lands in device memory moves a single-pass kernel by ~5% on an H100 (measured:
   one GELU over the same 100 MB took 76.4-82.0 us depending only on the input's allocation). So the inputs are
   copied to up to ``PLACEMENTS`` addresses; rounds cycle through the copies and one sample is the mean over a
@@ -23,6 +31,9 @@ Method (one place, reported with every result):
   thread on the faster half, so the result does not depend on where the scheduler happened to start the process.
 - **Stopping.** After a minimum number of rounds, sampling stops as soon as the speedup's bootstrap interval lies
   wholly on one side of the gate, or when the budget runs out.
+- **Ranks.** On the ranks of a distributed case, each call follows a barrier, a round's time for a call is the
+  slowest rank's (a collective step is as slow as its slowest rank), and rank 0 decides when the warm-up and the
+  sampling end, so every rank runs the same sequence of collectives.
 """
 
 from __future__ import annotations
@@ -30,8 +41,10 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from itertools import permutations
+from typing import Any, Callable, Protocol, Sequence
 
+from pytest_aiperf.clocks import TimingBackend
 from pytest_aiperf.stats import speedup_ci
 from pytest_aiperf.verdict import Gate, is_decisive
 
@@ -42,47 +55,77 @@ PLACEMENTS = 8
 PLACEMENT_BYTES = 1 << 30
 
 
+class Ranks(Protocol):
+    """The ranks that time one case together (``distributed.TorchRanks``); ``LocalRanks`` when one process times
+    alone. ``barrier`` runs before every timed call; ``slowest`` takes this rank's values of a round and returns
+    each one's maximum over the ranks; ``agree`` returns rank 0's ``flag`` on every rank. Every decision that ends
+    a loop goes through ``agree``, so all ranks run the same calls and collectives."""
+
+    def barrier(self) -> None: ...
+
+    def slowest(self, times: list[float]) -> list[float]: ...
+
+    def agree(self, flag: bool) -> bool: ...
+
+
+class LocalRanks:
+    """One process timing alone: no collectives."""
+
+    def barrier(self) -> None:
+        return None
+
+    def slowest(self, times: list[float]) -> list[float]:
+        return times
+
+    def agree(self, flag: bool) -> bool:
+        return flag
+
+
 @dataclass
 class Samples:
     """Paired samples of one measurement: ``base_ms[i]`` and ``opt_ms[i]`` come from cycle i, each the mean over
-    one call per input placement (``placements`` calls per arm per cycle)."""
+    one call per input placement (``placements`` calls per arm per cycle); on ranks, the slowest rank's mean.
+    ``compute_ms``: the same of ``compute_only``, empty without one."""
 
     base_ms: list[float] = field(default_factory=list)
     opt_ms: list[float] = field(default_factory=list)
     base_wall_ms: list[float] = field(default_factory=list)
     opt_wall_ms: list[float] = field(default_factory=list)
+    compute_ms: list[float] = field(default_factory=list)
     telemetry: list[dict[str, Any]] = field(default_factory=list)
     warmup_calls: int = 0
     placements: int = 1
     seconds: float = 0.0
 
 
-def _timed(backend: Any, fn: Callable[..., Any], args: Sequence[Any], cold: bool,
-           hide_dispatch: bool) -> tuple[float, float]:
+def _timed(backend: TimingBackend, fn: Callable[..., Any], args: Sequence[Any], cold: bool, hide_dispatch: bool,
+           ranks: Ranks) -> tuple[float, float]:
     if cold:
         backend.flush()
+    ranks.barrier()
     return backend.time_call(fn, args, hide_dispatch=hide_dispatch)
 
 
-def warm_up(backend: Any, base: Callable[..., Any], opt: Callable[..., Any], arg_sets: Sequence[Sequence[Any]], *,
-            cold: bool, max_s: float, hide_dispatch: bool = True, min_calls: int = 3,
+def warm_up(backend: TimingBackend, calls: Sequence[Callable[..., Any]], arg_sets: Sequence[Sequence[Any]], *,
+            cold: bool, max_s: float, hide_dispatch: bool = True, ranks: Ranks | None = None, min_calls: int = 3,
             window: int = 5) -> tuple[int, float]:
-    """Alternate the arms (over every placement) until compiled and steady; return the calls made per arm and the
-    median time of one baseline call plus one optimized call, in ms."""
+    """Run the calls in turn (over every placement) until compiled and steady, as rank 0 judges it; return the
+    times each call ran and the median time of one call of each, in ms."""
     from statistics import median
 
-    times: dict[str, list[float]] = {"base": [], "opt": []}
+    ranks = ranks or LocalRanks()
+    times: list[list[float]] = [[] for _ in calls]
     start = time.perf_counter()
     least = max(min_calls, len(arg_sets))
     window = -(-window // len(arg_sets)) * len(arg_sets)  # whole cycles, so each window sees every placement
     while True:
-        args = arg_sets[len(times["base"]) % len(arg_sets)]
-        for arm, fn in (("base", base), ("opt", opt)):
-            times[arm].append(_timed(backend, fn, args, cold, hide_dispatch)[0])
-        calls = len(times["base"])
-        done = calls >= least and time.perf_counter() - start >= max_s
-        if done or (calls >= max(least, 2 * window) and all(_steady(t[-2 * window:], window) for t in times.values())):
-            return calls, median(times["base"][-window:]) + median(times["opt"][-window:])
+        args = arg_sets[len(times[0]) % len(arg_sets)]
+        for fn, series in zip(calls, times):
+            series.append(_timed(backend, fn, args, cold, hide_dispatch, ranks)[0])
+        done = len(times[0]) >= least and time.perf_counter() - start >= max_s
+        steady = len(times[0]) >= max(least, 2 * window) and all(_steady(t[-2 * window:], window) for t in times)
+        if ranks.agree(done or steady):
+            return len(times[0]), sum(median(t[-window:]) for t in times)
 
 
 def _steady(times: list[float], window: int) -> bool:
@@ -92,46 +135,66 @@ def _steady(times: list[float], window: int) -> bool:
     return abs(after - before) <= 0.05 * before
 
 
-def sample_pair(backend: Any, base: Callable[..., Any], opt: Callable[..., Any], arg_sets: Sequence[Sequence[Any]],
-                *, cold: bool, budget_s: float, gate: Gate | None, telemetry: Any = None, hide_dispatch: bool = True,
-                min_rounds: int = MIN_ROUNDS) -> Samples:
+def _agreed_count(ranks: Ranks, wanted: int, most: int) -> int:
+    """Rank 0's ``wanted`` (clamped to 1..``most``) on every rank, agreed one step at a time."""
+    count = most
+    while count > 1 and ranks.agree(wanted < count):
+        count -= 1
+    return count
+
+
+def sample_pair(backend: TimingBackend, base: Callable[..., Any], opt: Callable[..., Any],
+                arg_sets: Sequence[Sequence[Any]], *, cold: bool, budget_s: float, gate: Gate | None,
+                telemetry: Any = None, hide_dispatch: bool = True, min_rounds: int = MIN_ROUNDS,
+                compute_only: Callable[..., Any] | None = None, ranks: Ranks | None = None) -> Samples:
     """Warm up, then time interleaved cycles over the input placements until the gate is decided or the budget is
-    spent. Fewer placements are used when the budget could not otherwise afford ``min_rounds`` cycles."""
-    out = Samples()
+    spent. Fewer placements are used when the budget could not otherwise afford ``min_rounds`` cycles.
+
+    ``compute_only`` is timed in every round too; the calls then run in each of their orders in turn (A B C,
+    A C B, ...; with two, A B, B A, ...), the order moving on at every placement. With ``ranks``, every call
+    follows a barrier, a cycle's samples are the slowest rank's (``ranks.slowest``), and the warm-up's end, the
+    placement count and the stop are rank 0's (``ranks.agree``). The deadline ends sampling after 3 cycles alone,
+    but not before ``min_rounds`` on ranks: a distributed case has no gate, and this keeps the floor its own loop
+    had before it came here."""
+    alone, ranks = ranks is None, ranks or LocalRanks()
+    calls = [base, opt, *([compute_only] if compute_only is not None else [])]
+    series: list[list[float]] = [[] for _ in calls]
+    out = Samples(base_ms=series[0], opt_ms=series[1], compute_ms=series[2] if compute_only is not None else [])
     begin = time.perf_counter()
     if telemetry is not None:
         out.telemetry.append(telemetry.sample())
-    out.warmup_calls, pair_ms = warm_up(backend, base, opt, arg_sets, cold=cold, max_s=WARMUP_SHARE * budget_s,
-                                        hide_dispatch=hide_dispatch)
-    affordable = int((1 - WARMUP_SHARE) * budget_s * 1e3 / max(pair_ms * min_rounds, 1e-6))
-    sets = list(arg_sets[:max(1, min(len(arg_sets), affordable))])
-    out.placements = len(sets)
+    out.warmup_calls, round_ms = warm_up(backend, calls, arg_sets, cold=cold, max_s=WARMUP_SHARE * budget_s,
+                                         hide_dispatch=hide_dispatch, ranks=ranks)
+    affordable = int((1 - WARMUP_SHARE) * budget_s * 1e3 / max(round_ms * min_rounds, 1e-6))
+    sets = list(arg_sets[:_agreed_count(ranks, affordable, len(arg_sets))])
+    out.placements = count = len(sets)
+    orders = list(permutations(range(len(calls))))
     deadline = begin + budget_s
+    floor = 3 if alone else min_rounds
     next_check, next_sample = min_rounds, time.perf_counter() + 0.5
     for cycle in range(MAX_ROUNDS):
-        sums = [0.0, 0.0, 0.0, 0.0]
+        event, wall = [0.0] * len(calls), [0.0] * len(calls)
         for j, args in enumerate(sets):
-            arms = ((base, 0), (opt, 1)) if (cycle * len(sets) + j) % 2 == 0 else ((opt, 1), (base, 0))
-            for fn, slot in arms:
-                event_ms, wall_ms = _timed(backend, fn, args, cold, hide_dispatch)
-                sums[slot] += event_ms
-                sums[slot + 2] += wall_ms
-        count = len(sets)
-        out.base_ms.append(sums[0] / count)
-        out.opt_ms.append(sums[1] / count)
-        out.base_wall_ms.append(sums[2] / count)
-        out.opt_wall_ms.append(sums[3] / count)
+            for slot in orders[(cycle * count + j) % len(orders)]:
+                event_ms, wall_ms = _timed(backend, calls[slot], args, cold, hide_dispatch, ranks)
+                event[slot] += event_ms
+                wall[slot] += wall_ms
+        *event, base_wall, opt_wall = ranks.slowest([t / count for t in (*event, wall[0], wall[1])])
+        for slot, value in enumerate(event):
+            series[slot].append(value)
+        out.base_wall_ms.append(base_wall)
+        out.opt_wall_ms.append(opt_wall)
         rounds = cycle + 1
         now = time.perf_counter()
         if telemetry is not None and now >= next_sample:
             out.telemetry.append(telemetry.sample())
             next_sample = now + 0.5
-        if now >= deadline and rounds >= 3:
-            break
-        if gate is not None and rounds >= next_check:
+        stop = now >= deadline and rounds >= floor
+        if not stop and gate is not None and rounds >= next_check:
             next_check = int(rounds * 1.25) + 1
-            if is_decisive(speedup_ci(out.base_ms, out.opt_ms, resamples=1000), gate):
-                break
+            stop = is_decisive(speedup_ci(out.base_ms, out.opt_ms, resamples=1000), gate)
+        if ranks.agree(stop):
+            break
     if telemetry is not None:
         out.telemetry.append(telemetry.sample())
     out.seconds = time.perf_counter() - begin
@@ -162,7 +225,7 @@ def placements(inputs: Sequence[Any], *, count: int | None = None, max_bytes: in
     return sets
 
 
-def energy_per_call(backend: Any, fn: Callable[..., Any], args: Sequence[Any], telemetry: Any,
+def energy_per_call(backend: TimingBackend, fn: Callable[..., Any], args: Sequence[Any], telemetry: Any,
                     min_s: float = 0.25) -> float | None:
     """Energy per call in mJ from the NVML energy counter over back-to-back calls (no flush, one sync at the end)."""
     if telemetry is None or telemetry.energy_mj() is None:
@@ -179,7 +242,7 @@ def energy_per_call(backend: Any, fn: Callable[..., Any], args: Sequence[Any], t
     return None if e1 is None or e1 <= e0 else (e1 - e0) / calls
 
 
-def measure_ceilings(backend: Any) -> dict[str, Any] | None:
+def measure_ceilings(backend: TimingBackend) -> dict[str, Any] | None:
     """The device's own ceilings, measured once per process: a large copy and large matrix products (cuBLAS; fp8
     through ``torch._scaled_mm`` with unit scales, on GPUs of compute capability 8.9 and later)."""
     if backend.device != "cuda":

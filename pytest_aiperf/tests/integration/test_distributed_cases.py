@@ -64,6 +64,7 @@ def test_a_distributed_case_is_timed_on_its_ranks_and_recorded_under_their_count
     doc = json.loads((chapter.path / "expectations" / "2x_cpu" / "collectives.json").read_text())
     entry = doc["entries"]["bucketed_allreduce-fp32-8x64-2gpus"]
     assert entry["speedup"] > 1.2 and entry["provenance"]["ranks"] == 2, entry
+    assert entry["provenance"]["process_group"] == "gloo", entry
 
 
 def test_a_case_timed_on_two_world_sizes_gets_a_scaling_table_after_the_summary(

@@ -1,10 +1,12 @@
-"""The adaptive dispatch hold: pure bookkeeping, tested without a GPU."""
+"""The adaptive dispatch hold (pure bookkeeping) and the timing-backend interface, tested without a GPU."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
-from pytest_aiperf.clocks import DispatchHold
+from pytest_aiperf.clocks import CpuClock, DispatchHold, TimingBackend, dispatch_notes
 
 
 def arm() -> None:
@@ -55,3 +57,19 @@ def test_an_arm_that_waits_for_the_device_keeps_the_base_hold_however_short_its_
     hold = DispatchHold(base_us=50, max_us=400, short_us=200)
     assert hold.observe(arm, 120.0, pending=False) is True
     assert hold.hold_us(arm) == 50, "a synchronizing arm's host work between device steps is its own time"
+
+
+def test_the_host_clock_is_a_timing_backend_that_notes_no_dispatch() -> None:
+    clock = CpuClock()
+    assert isinstance(clock, TimingBackend)
+    assert clock.dispatch_note(arm) is None
+    assert dispatch_notes(clock, {"baseline": arm, "optimized": other_arm}) == {}
+
+
+def test_a_backend_without_dispatch_note_gets_no_dispatch_record_and_one_with_it_gets_each_arms() -> None:
+    bare = SimpleNamespace(name="custom")
+    assert dispatch_notes(bare, {"baseline": arm}) == {}
+    noting = SimpleNamespace(dispatch_note=lambda fn: {"hold_us": 50.0, "late_calls": 0, "calls": fn is arm})
+    assert dispatch_notes(noting, {"baseline": arm, "optimized": other_arm}) == {
+        "baseline": {"hold_us": 50.0, "late_calls": 0, "calls": True},
+        "optimized": {"hold_us": 50.0, "late_calls": 0, "calls": False}}

@@ -77,7 +77,8 @@ def param(optimized):
 
 def test_a_distributed_case_is_verified_on_every_rank_and_timed_by_the_slowest_rank() -> None:
     result = distributed.measure(param(all_reduce_flat), 2, cuda=False, budget_s=0.2, timeout_s=120)
-    assert result.world == 2 and result.backend == "gloo"
+    assert result.world == 2 and result.backend == "cpu-clock"
+    assert (result.provenance["process_group"], result.provenance["ranks"]) == ("gloo", 2)
     assert len(result.checks) == 2 and all(check["err_optimized"] < 1e-6 for check in result.checks), result.checks
     assert len(result.base_ms) == len(result.opt_ms) >= distributed.MIN_ROUNDS
     assert all(t > 0 for t in result.base_ms + result.opt_ms)

@@ -1,4 +1,5 @@
-"""Sampling over input placements and host-CPU pinning, on a scripted clock (no GPU, no real timing)."""
+"""Sampling over input placements, ranks and call orders, and host-CPU pinning, on a scripted clock (no GPU, no
+real timing) and scripted ranks (no process group)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class ScriptedClock:
     def __init__(self, latency_by_cpu: dict[int, float] | None = None) -> None:
         self.latency_by_cpu = latency_by_cpu or {}
         self.holds: set[bool] = set()
+        self.called: list[Callable[..., Any]] = []
 
     def flush(self) -> None:
         return None
@@ -28,6 +30,7 @@ class ScriptedClock:
 
     def time_call(self, fn: Callable[..., Any], args: Sequence[Any], hide_dispatch: bool = True) -> tuple[float, float]:
         self.holds.add(hide_dispatch)
+        self.called.append(fn)
         value = fn(*args)
         return value, value
 
@@ -50,6 +53,70 @@ def test_every_timed_call_gets_the_dispatch_mode_of_its_case(hide_dispatch: bool
     measure.sample_pair(clock, lambda x: 2.0 * x, lambda x: x, [(1.0,)], cold=True, budget_s=0.05, gate=None,
                         hide_dispatch=hide_dispatch)
     assert clock.holds == {hide_dispatch}
+
+
+class ScriptedRanks:
+    """Rank 1 of two, in process: rank 0's decisions are ``decisions``, consumed in order, and the other rank's
+    round times are this rank's scaled by ``other`` (cycled per round), so either rank can be the slower one."""
+
+    def __init__(self, decisions: list[bool], other: list[list[float]]) -> None:
+        self.decisions, self.other = list(decisions), other
+        self.proposals: list[bool] = []
+        self.barriers = self.rounds = 0
+
+    def barrier(self) -> None:
+        self.barriers += 1
+
+    def slowest(self, times: list[float]) -> list[float]:
+        factors = self.other[self.rounds % len(self.other)]
+        self.rounds += 1
+        return [max(mine, mine * f) for mine, f in zip(times, factors, strict=True)]
+
+    def agree(self, flag: bool) -> bool:
+        self.proposals.append(flag)
+        return self.decisions.pop(0)
+
+
+@pytest.mark.parametrize("budget_s", [1000.0, 0.0], ids=["rank-1-would-go-on", "rank-1-would-stop"])
+def test_on_ranks_a_round_is_the_slowest_ranks_and_rank_0_decides_every_loop_end(budget_s: float) -> None:
+    warm_up, drop_two_placements, sample = [False] * 3 + [True], [True, True], [False] * 4 + [True]
+    ranks = ScriptedRanks(warm_up + drop_two_placements + sample,
+                          other=[[1.5, 0.5, 1.5, 0.5], [0.5, 1.5, 0.5, 1.5]])  # base, opt event; base, opt wall
+    clock = ScriptedClock()
+    samples = measure.sample_pair(clock, lambda x: 2.0 * x, lambda x: x, [(1.0,), (1.0,), (1.0,)], cold=False,
+                                  budget_s=budget_s, gate=None, min_rounds=2, ranks=ranks)
+    assert ranks.decisions == [], "this rank made fewer agreements (collectives) than rank 0"
+    assert (samples.warmup_calls, samples.placements, len(samples.base_ms)) == (4, 1, 5)
+    assert samples.base_ms == [3.0, 2.0, 3.0, 2.0, 3.0] and samples.opt_ms == [1.0, 1.5, 1.0, 1.5, 1.0]
+    assert samples.base_wall_ms == samples.base_ms and samples.opt_wall_ms == samples.opt_ms
+    assert ranks.barriers == len(clock.called) == 2 * (4 + 5), "a barrier before every timed call"
+    own = {1000.0: [False] * 3 + [False] + [False, False] + [False] * 5,
+           0.0: [False] * 2 + [True, True] + [True, True] + [False] + [True] * 4}[budget_s]
+    assert ranks.proposals == own, "rank 1's own view, which rank 0's decisions overrode"
+
+
+def test_compute_only_is_timed_in_every_round_and_the_calls_run_in_every_order_in_turn() -> None:
+    def base(x: float) -> float:
+        return 3.0 * x
+
+    def opt(x: float) -> float:
+        return 2.0 * x
+
+    def compute(x: float) -> float:
+        return x
+
+    clock = ScriptedClock()
+    samples = measure.sample_pair(clock, base, opt, [(1.0,)], cold=False, budget_s=0.02, gate=None,
+                                  compute_only=compute)
+    rounds = len(samples.base_ms)
+    assert rounds >= 12 and len(samples.opt_ms) == len(samples.compute_ms) == rounds
+    assert (samples.base_ms[0], samples.opt_ms[0], samples.compute_ms[0]) == (3.0, 2.0, 1.0)
+    assert set(samples.compute_ms) == {1.0}
+    timed = clock.called[3 * samples.warmup_calls:]
+    assert clock.called[:3] == [base, opt, compute] and len(timed) == 3 * rounds
+    orders = [tuple(timed[i:i + 3]) for i in range(0, len(timed), 3)]
+    assert len(set(orders[:6])) == 6 and all(set(order) == {base, opt, compute} for order in orders)
+    assert orders[6:12] == orders[:6], "the six orders repeat in the same turn"
 
 
 def test_a_case_rejects_an_unknown_dispatch_mode() -> None:
