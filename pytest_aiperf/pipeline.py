@@ -12,7 +12,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_aiperf import checks, distributed, expectations, lease, machine, measure, record
+from pytest_aiperf import checks, clocks, distributed, expectations, lease, machine, measure, record
 from pytest_aiperf.cases import CaseParam
 from pytest_aiperf.device import Device, Skip
 from pytest_aiperf.options import Options
@@ -127,18 +127,19 @@ class Measurer:
         updating = self.options.update is not None
         timing = dict(cold=case.cache == "cold", hide_dispatch=case.host_dispatch == "hidden",
                       telemetry=self.device.telemetry)
-        arms = (("baseline", case.baseline), ("optimized", case.optimized))
-        note = getattr(backend, "dispatch_note", None) if timing["hide_dispatch"] else None
+        arms = {"baseline": case.baseline, "optimized": case.optimized}
+
+        def dispatch() -> dict[str, dict[str, float]]:
+            return clocks.dispatch_notes(backend, arms) if timing["hide_dispatch"] else {}
         peaks: dict[str, int | None] = {}
 
         def measured(sets: list[tuple[Any, ...]], budget_s: float) -> tuple[measure.Samples, Judgement]:
             samples = measure.sample_pair(backend, case.baseline, case.optimized, sets, budget_s=budget_s,
                                           gate=None if updating else gate, **timing)
             if case.goal == "memory" and not peaks:  # after the warm-up, so no first-call workspace counts
-                peaks.update((arm, backend.peak_bytes(fn, inputs)) for arm, fn in arms)
-            notes = {arm: note(fn) for arm, fn in arms} if note is not None else {}
+                peaks.update((arm, backend.peak_bytes(fn, inputs)) for arm, fn in arms.items())
             host_bound = not timing["hide_dispatch"] or any(n["late_calls"] >= 0.5 * n["calls"]
-                                                            for n in notes.values())
+                                                            for n in dispatch().values())
             shift = host_shift(expected.launch_us, self.device.provenance().get("launch_us")) \
                 if expected and host_bound else None
             return samples, self._judge(param, samples, expected, gate, peaks, shift)
@@ -151,8 +152,8 @@ class Measurer:
             remeasured = {"verdict": first.verdict.outcome.value, "speedup": first.estimate.speedup,
                           "ci": [first.estimate.lo, first.estimate.hi], "reason": first.verdict.reason}
             judged = _with_first(judged, first)
-        notes = {arm: note(fn) for arm, fn in arms} if note is not None else {}
-        energy = {arm: measure.energy_per_call(backend, fn, inputs, self.device.telemetry) for arm, fn in arms}
+        notes = dispatch()
+        energy = {arm: measure.energy_per_call(backend, fn, inputs, self.device.telemetry) for arm, fn in arms.items()}
         built = {arm: record.summarized(ms, wall, energy_mj=energy[arm], peak_bytes=peaks.get(arm),
                                         dispatch=notes.get(arm))
                  for arm, ms, wall in (("baseline", samples.base_ms, samples.base_wall_ms),

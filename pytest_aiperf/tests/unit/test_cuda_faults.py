@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_aiperf.build import CudaError
-from pytest_aiperf.session import sticky_cuda_error
+from pytest_aiperf.pipeline import sticky_cuda_error
 
 
 @pytest.mark.parametrize("text", ["CUDA error: an illegal memory access was encountered",

@@ -97,10 +97,13 @@ def test_an_overlap_pairs_computation_alone_is_timed_in_every_round_by_the_slowe
 
 
 def test_the_record_of_an_overlap_pair_carries_its_computation_alone_as_an_arm(tmp_path: Path) -> None:
-    from pytest_aiperf.session import AiperfSession, Options
+    from pytest_aiperf.device import Device
+    from pytest_aiperf.options import Options
+    from pytest_aiperf.pipeline import Location, Measurer
 
-    session = AiperfSession(Options(backend="cpu", budget_s=0.2), tmp_path)
-    rec = session.run(overlap_param(), nodeid="t::overlap", module="t.py", func="t", chapter="ch99_toy")
+    options = Options(backend="cpu", budget_s=0.2)
+    measurer = Measurer(options, Device(options, tmp_path))
+    rec = measurer.run(overlap_param(), Location(nodeid="t::overlap", module="t.py", func="t", chapter="ch99_toy"))
     compute = rec["compute_only"]
     assert len(compute["samples_ms"]) == len(rec["baseline"]["samples_ms"]) >= distributed.MIN_ROUNDS
     assert compute["q1_ms"] <= compute["median_ms"] <= compute["q3_ms"] and compute["median_ms"] > 0
@@ -180,17 +183,19 @@ def test_devices_is_a_gpu_count_of_one_process_and_excludes_ranks(devices, sizes
 ])
 def test_a_two_gpu_case_is_skipped_in_an_xdist_worker_and_where_one_gpu_is_visible(worker, visible, why,
                                                                                     tmp_path: Path) -> None:
+    from pytest_aiperf.device import Device, Skip
     from pytest_aiperf.machine import Gpu
-    from pytest_aiperf.session import AiperfSession, Options, Skip
+    from pytest_aiperf.options import Options
+    from pytest_aiperf.pipeline import Measurer
 
     case = Case(name="peer_copy", baseline=all_reduce_rows, optimized=all_reduce_flat, inputs=shard,
                 check_shapes=[(5, 7)], time_shapes=[(16, 256)], devices=2)
-    session = AiperfSession(Options(xdist_worker=worker), tmp_path)
-    session.__dict__["gpus"] = [Gpu(i, f"GPU-{i}", "NVIDIA H200") for i in range(visible)]
-    session.__dict__["hardware"] = "h200"
+    device = Device(Options(xdist_worker=worker), tmp_path)
+    device.__dict__["gpus"] = [Gpu(i, f"GPU-{i}", "NVIDIA H200") for i in range(visible)]
+    device.__dict__["hardware"] = "h200"
     with pytest.raises(Skip, match=why.replace("(", r"\(").replace(")", r"\)")):
-        session._check_gpu_count(case.params()[0])
-    assert session.hardware_for(2) == "2x_h200" and session.hardware_for(1) == "h200"
+        Measurer(Options(xdist_worker=worker), device)._check_gpu_count(case.params()[0])
+    assert device.hardware_for(2) == "2x_h200" and device.hardware_for(1) == "h200"
 
 
 KILLED_PARENT = """
