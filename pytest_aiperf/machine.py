@@ -1,10 +1,12 @@
 """The machine: which GPU this is (its expectations key), which GPUs this process may use, and what the GPU
 was doing while it was measured (clocks, temperature, power, throttle reasons, energy).
 
-Every GPU fact comes from NVML (module ``pynvml``), never from torch: NVML does not create a CUDA context, so
-asking these questions can neither initialize CUDA in the wrong process nor pin it to the wrong device.
-NVML is imported inside functions so that importing the plugin stays fast; without a driver every function
-here answers "nothing" (``[]``, ``None``, ``{"count": 0}``) instead of raising.
+Which GPUs exist, their names and their telemetry come from NVML (module ``pynvml``): NVML does not create a CUDA
+context, so the xdist controller can ask before any worker starts, and a worker's CUDA is never initialized on the
+wrong device. Two questions are torch's: ``lacks_capability`` reads the current device's compute capability
+(asked only in the measuring process, for a case that declares one), and ``software_versions`` reads torch's
+version without initializing CUDA. NVML is imported inside functions so that importing the plugin stays fast;
+without a driver the NVML functions answer "nothing" (``[]``, ``None``, ``{"count": 0}``) instead of raising.
 """
 
 from __future__ import annotations
