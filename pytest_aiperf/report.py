@@ -8,11 +8,12 @@ so the whole report can be unit-tested on hand-made records without a GPU.
 from __future__ import annotations
 
 import math
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Protocol
 
 from tabulate import tabulate
 
+from pytest_aiperf.expectations_rules import percent
 from pytest_aiperf.record import achieved, communication
 
 TABLE_FORMAT = "simple"
@@ -21,7 +22,7 @@ SUMMARY_HEADERS = ("case", "baseline", "optimized", "speedup", "expected", "verd
 SCALING_TITLE = "scaling (distributed cases; slowest rank per round)"
 SCALING_HEADERS = ("case", "ranks", "baseline", "optimized", "speedup", "bus GB/s (% busbw)", "optimized vs {n}",
                    "baseline vs {n}", "comm GB/s (% busbw)", "comm hidden")
-UPDATE_HEADERS = ("hardware", "chapter", "case", "status", "old", "new", "delta")
+UPDATE_HEADERS = ("hardware", "chapter", "case", "status", "old", "new", "delta", "margin")
 FAILING = ("REGRESSED", "INCONCLUSIVE")
 NONE = "-"
 
@@ -35,6 +36,9 @@ class ChangeLike(Protocol):
     status: str
     old: float | None
     new: float | None
+    old_margin: float | None
+    new_margin: float | None
+    detail: str
 
 
 def format_ms(ms: float | None) -> str:
@@ -210,20 +214,30 @@ def below_floor_block(records: list[dict[str, Any]]) -> str:
 
 
 def update_table(changes: Iterable[ChangeLike]) -> str:
-    """The expectation entries an update touched, with old and new speedups and the relative change."""
+    """The expectation entries an update touched, with old and new speedups, the relative change and the noise
+    margins (``+-16.5% -> +-221%``), then one line per detail (why a case was refused, repaired or not written)."""
     ordered = sorted(changes, key=lambda c: (c.hardware, c.chapter, c.key))
     if not ordered:
         return ""
     rows = [(c.hardware, c.chapter, c.key, c.status, _speedup_or_none(c.old), _speedup_or_none(c.new),
-             _delta(c.old, c.new)) for c in ordered]
-    return _table(rows, UPDATE_HEADERS)
+             _delta(c.old, c.new), _margins(c.old_margin, c.new_margin)) for c in ordered]
+    details: dict[tuple[str, str, str, str], list[str]] = {}
+    for c in ordered:
+        if c.detail:
+            details.setdefault((c.status, c.hardware, c.chapter, c.detail), []).append(c.key)
+    lines = [f"{status} {hardware}/{chapter} {', '.join(keys)}: {detail}"
+             for (status, hardware, chapter, detail), keys in details.items()]
+    return "\n".join([_table(rows, UPDATE_HEADERS), *lines])
 
 
-def stale_block(stale: list[tuple[str, str]]) -> str:
-    """Expectation entries whose case no longer exists, one ``file: key`` line each; empty string when none."""
+def stale_block(stale: list[tuple[Path, str]], root_label: str | Path) -> str:
+    """Expectation entries whose case no longer exists, one ``file: key`` line each, the file relative to
+    ``root_label`` (the rootdir) where it lies inside it, else as given; empty string when none."""
     if not stale:
         return ""
-    lines = [f"{path}: {key}" for path, key in sorted(stale)]
+    entries = sorted((Path(path), key) for path, key in stale)
+    lines = [f"{(path.relative_to(root_label) if path.is_relative_to(root_label) else path).as_posix()}: {key}"
+             for path, key in entries]
     return "\n".join(["expectation entries whose case no longer exists (delete them from the file):", *lines])
 
 
@@ -285,6 +299,11 @@ def _relative(record: dict[str, Any], first: dict[str, Any], arm_name: str) -> s
 
 def _speedup_or_none(value: float | None) -> str:
     return NONE if value is None else f"{format_ratio(value)}x"
+
+
+def _margins(old: float | None, new: float | None) -> str:
+    """``+-16.5% -> +-221%``, or the one margin that is known."""
+    return " -> ".join(percent(m) for m in (old, new) if m is not None) or NONE
 
 
 def _delta(old: float | None, new: float | None) -> str:

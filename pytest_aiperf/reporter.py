@@ -9,6 +9,7 @@ prints the summary, and keeps each test's duration for the next run's longest-fi
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -42,7 +43,7 @@ class Reporter:
         self.config, self.options, self.collection, self._hardware = config, options, collection, hardware
         self.records: list[dict[str, Any]] = []
         self.changes: list[expectations.Change] = []
-        self.stale: list[tuple[str, str]] = []
+        self.stale: list[tuple[Path, str]] = []
         self.problems: list[str] = []
         self.durations: dict[str, float] = {}
         self.last_durations = last_durations
@@ -97,11 +98,9 @@ class Reporter:
         if self.worker_errors or not self.collection.known:
             return
         try:
-            found = expectations.stale(self.root, self._hardware(), self.collection.known)
+            self.stale = expectations.stale(self.root, self._hardware(), self.collection.known)
         except expectations.ExpectationsError as err:
             self.problems.append(f"stale entries not checked: {err}")
-            return
-        self.stale = [(_relative(path, self.config.rootpath), key) for path, key in found]
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not (self.records or self.changes or self.stale or self.problems):
@@ -113,7 +112,7 @@ class Reporter:
         records = self.records
         for block in (report.summary_table(records), report.scaling_block(records), report.host_note(records),
                       report.failures_block(records), report.below_floor_block(records), report.floor_note(records),
-                      report.update_table(self.changes), report.stale_block(self.stale), "\n".join(self.problems)):
+                      report.update_table(self.changes), report.stale_block(self.stale, self.config.rootpath), "\n".join(self.problems)):
             if block:
                 terminalreporter.write_line(block)
 
@@ -123,9 +122,3 @@ def cached_durations(config: pytest.Config) -> dict[str, float]:
     cache = getattr(config, "cache", None)
     return workers.valid_durations(cache.get(DURATIONS, {})) if cache is not None else {}
 
-
-def _relative(path: Any, rootdir: Any) -> str:
-    try:
-        return path.relative_to(rootdir).as_posix()
-    except ValueError:
-        return str(path)

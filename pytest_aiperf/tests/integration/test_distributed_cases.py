@@ -34,6 +34,7 @@ def per_tensor(grads):
 
 
 def bucketed(grads):
+    time.sleep(float(os.environ.get("TOY_BUCKETED_MS", "0.5")) / 1e3)  # a host-clock time that noise cannot swamp
     out = grads.clone()
     dist.all_reduce(out)
     return out if not os.environ.get("TOY_WRONG") else grads.clone()

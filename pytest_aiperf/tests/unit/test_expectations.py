@@ -29,6 +29,7 @@ from pytest_aiperf.record import arm
 DATE = "2026-11-21T13:05:00+00:00"
 PROVENANCE = {"gpu": "NVIDIA H100 80GB HBM3", "sm_count": 132, "l2_bytes": 52428800, "driver": "580.159.04",
               "cuda": "13.0", "torch": "2.11.0+cu130", "triton": "3.6.0", "python": "3.12.3"}
+GPUS = {"h100": "NVIDIA H100 80GB HBM3", "h200": "NVIDIA H200"}
 
 
 def make_record(key: str = "batched_matmul-fp32-64x128x128", *, speedup: float = 3.2123456789012345,
@@ -36,12 +37,13 @@ def make_record(key: str = "batched_matmul-fp32-64x128x128", *, speedup: float =
                 noise_margin: Any = 0.04) -> dict[str, Any]:
     return {
         "key": key, "chapter": chapter, "hardware": hardware, "goal": "speed", "rounds": 4,
+        "device": "cuda", "backend": "cuda-events", "min_speedup": 1.2,
         "speedup": speedup, "ci": [3.18, 3.25], "noise_margin": noise_margin,
         "baseline": arm([1.0, 1.02, 1.04, 1.1], median_ms=1.03, q1_ms=1.01, q3_ms=1.07, wall_median_ms=1.1,
                         energy_mj=310.2),
         "optimized": arm([0.31, 0.318, 0.32, 0.33], median_ms=0.319, q1_ms=0.314, q3_ms=0.325,
                          wall_median_ms=0.34),
-        "provenance": dict(PROVENANCE),
+        "provenance": {**PROVENANCE, "gpu": GPUS.get(hardware.split("x_")[-1], "NVIDIA H100 80GB HBM3")},
     }
 
 
@@ -80,13 +82,14 @@ def test_entry_from_record_keeps_numbers_as_measured() -> None:
     entry = entry_from_record(make_record(), date=DATE, commit="abc1234", dirty=True)
     assert entry == {
         "speedup": 3.2123456789012345, "ci": [3.18, 3.25], "noise_margin": 0.04, "goal": "speed", "rounds": 4,
+        "timing": "cuda-events",
         "baseline": {"median_ms": 1.03, "samples": 4, "energy_mj": 310.2},
         "optimized": {"median_ms": 0.319, "samples": 4, "energy_mj": None},
         "provenance": {**PROVENANCE, "date": DATE, "commit": "abc1234", "dirty": True},
         "margin_basis": "this recording",
         "recordings": [{"speedup": 3.2123456789012345, "noise_margin": 0.04, "baseline_ms": 1.03,
-                        "optimized_ms": 0.319, "date": DATE, "commit": "abc1234", "gpu_uuid": None,
-                        "host_cpus": None, "host_cpu_model": None, "launch_us": None}],
+                        "optimized_ms": 0.319, "date": DATE, "commit": "abc1234", "gpu": PROVENANCE["gpu"],
+                        "gpu_uuid": None, "host_cpus": None, "host_cpu_model": None, "launch_us": None}],
     }
 
 
@@ -100,7 +103,8 @@ def test_entry_from_record_refuses_what_load_could_not_read_back(speedup: float,
 def test_update_then_load_round_trips_every_field(tmp_path: Path) -> None:
     record = make_record()
     changes = update(tmp_path, [record])
-    assert changes == [Change("h100", "ch01_performance_basics", record["key"], "new", None, 3.2123456789012345)]
+    assert changes == [Change("h100", "ch01_performance_basics", record["key"], "new", None, 3.2123456789012345,
+                              None, 0.04)]
     path = path_for(tmp_path, "h100", "ch01_performance_basics")
     loaded = load(path, hardware="h100", chapter="ch01_performance_basics")
     assert loaded == {record["key"]: entry_from_record(record, date=DATE, commit="abc1234", dirty=False)}
@@ -173,6 +177,9 @@ def test_update_never_writes_a_corrupt_file_but_writes_the_others(tmp_path: Path
     before = write_doc(corrupt, '{"format": 1, "entries": {"a": {"speedup": 2.0,')
     changes = update(tmp_path, [make_record("x-fp32-8"), make_record("y-fp32-8", chapter="ch02_x")])
     assert [(c.chapter, c.status) for c in changes] == [("ch01_performance_basics", "error"), ("ch02_x", "new")]
+    with pytest.raises(ExpectationsError) as info:
+        load(corrupt)
+    assert changes[0].detail == str(info.value)
     assert corrupt.read_bytes() == before
     assert sorted(p.name for p in corrupt.parent.iterdir()) == ["ch01_performance_basics.json", "ch02_x.json"]
 
@@ -229,17 +236,18 @@ def test_atomic_write_leaves_no_temporary_file(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "h100").iterdir()] == ["ch01_performance_basics.json"]
 
 
-def test_a_failed_replace_keeps_the_old_file_and_removes_the_temporary(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_replace_is_an_error_change_that_keeps_the_old_file_and_removes_the_temporary(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = path_for(tmp_path, "h100", "ch01_performance_basics")
     before = write_doc(path, valid_doc())
 
     def failing_replace(src: Any, dst: Any) -> None:
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(expectations.os, "replace", failing_replace)
-    with pytest.raises(OSError, match="disk full"):
-        update(tmp_path, [make_record()])
+    changes = update(tmp_path, [make_record()])
+    assert [(c.status, c.detail) for c in changes] == [
+        ("error", f"{path}: not written ([Errno 28] No space left on device)")]
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir()] == ["ch01_performance_basics.json"]
 
@@ -281,7 +289,8 @@ def test_stale_lists_unused_entries_of_known_chapters_only(tmp_path: Path) -> No
                                                                               "also_gone": entry}})
     write_doc(path_for(tmp_path, "h100", "ch02_b"), {"format": 1, "entries": {"unseen": entry}})
     known = {"ch01_a": {"kept", "never_recorded"}, "ch03_without_file": {"x"}}
-    assert stale(tmp_path, "h100", known) == [("ch01_a", "also_gone"), ("ch01_a", "gone")]
+    path = path_for(tmp_path, "h100", "ch01_a")
+    assert stale(tmp_path, "h100", known) == [(path, "also_gone"), (path, "gone")]
 
 
 @pytest.fixture(autouse=True)
@@ -372,7 +381,8 @@ def test_recordings_that_are_not_a_list_of_speedups_are_refused(tmp_path: Path) 
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"format": 1, "entries": {"a-fp32-1": {"speedup": 2.0, "noise_margin": 0.1,
                                                                         "recordings": [{"speedup": "fast"}]}}}))
-    with pytest.raises(ExpectationsError, match="entry 'a-fp32-1' has recordings that are not a list"):
+    with pytest.raises(ExpectationsError, match=r"entry 'a-fp32-1' has recordings\[0\] speedup 'fast', expected a "
+                                                "positive number"):
         load(path)
 
 
@@ -381,3 +391,301 @@ def test_a_checkout_without_git_takes_its_commit_from_aiperf_commit(tmp_path, mo
 
     monkeypatch.setenv("AIPERF_COMMIT", "abc1234")
     assert git_commit(tmp_path) == ("abc1234", None)
+
+
+# ---------------------------------------------------------------- deep validation: every field an entry uses
+
+GOOD = {"speedup": 2.0, "noise_margin": 0.1}
+
+
+@pytest.mark.parametrize(("entry", "problem"), [
+    ({**GOOD, "noise_margin": 1e308}, "has noise_margin 1e+308, expected a number from 0 to 1"),
+    ('{"speedup": 2.0, "noise_margin": Infinity}', "has noise_margin inf"),
+    ({**GOOD, "noise_margin": 1.0000001}, "has noise_margin 1.0000001"),
+    ({**GOOD, "ci": [1.9]}, "has ci [1.9], expected null or two positive numbers"),
+    ({**GOOD, "ci": [0, 2.1]}, "has ci [0, 2.1]"),
+    ({**GOOD, "ci": "narrow"}, "has ci 'narrow'"),
+    ({**GOOD, "baseline": "fast"}, "has baseline 'fast', expected an object"),
+    ({**GOOD, "optimized": [0.3]}, "has optimized [0.3], expected an object"),
+    ({**GOOD, "baseline": {"median_ms": -1.0}}, "has baseline median_ms -1.0, expected null or a positive number"),
+    ({**GOOD, "optimized": {"median_ms": "0.3"}}, "has optimized median_ms '0.3'"),
+    ({**GOOD, "provenance": "h100 box"}, "has provenance 'h100 box', expected an object"),
+    ({**GOOD, "provenance": {"launch_us": 0}}, "has provenance launch_us 0"),
+    ({**GOOD, "provenance": {"gpu": 7}}, "has provenance gpu 7, expected a string"),
+    ({**GOOD, "recordings": {"speedup": 2.0}}, "has recordings {'speedup': 2.0}, expected a list"),
+    ({**GOOD, "recordings": ["fast"]}, "has recordings[0] 'fast', expected an object"),
+    ({**GOOD, "recordings": [{"speedup": 2.0}, {"speedup": -2.0}]}, "has recordings[1] speedup -2.0"),
+    ({**GOOD, "recordings": [{"speedup": 2.0, "launch_us": "7.7"}]}, "has recordings[0] launch_us '7.7'"),
+    ({**GOOD, "recordings": [{"speedup": 2.0, "baseline_ms": 0.0}]}, "has recordings[0] baseline_ms 0.0"),
+    ({**GOOD, "recordings": [{"speedup": 2.0, "optimized_ms": -1}]}, "has recordings[0] optimized_ms -1"),
+    ({**GOOD, "recordings": [{"speedup": 2.0, "noise_margin": -0.1}]}, "has recordings[0] noise_margin -0.1"),
+    ({**GOOD, "timing": 1}, "has timing 1, expected a string"),
+    ({**GOOD, "known_loss": ""}, "has known_loss '', expected the declared reason"),
+])
+def test_every_field_an_entry_uses_is_validated_naming_the_file_and_the_entry(tmp_path: Path, entry: Any,
+                                                                               problem: str) -> None:
+    path = tmp_path / "h100" / "ch01.json"
+    text = entry if isinstance(entry, str) else json.dumps(entry)
+    write_doc(path, f'{{"format": 1, "entries": {{"ok-fp32-1": {json.dumps(GOOD)}, "bad-fp32-1": {text}}}}}')
+    with pytest.raises(ExpectationsError) as info:
+        load(path)
+    assert str(info.value).startswith(f"{path}: entry 'bad-fp32-1' {problem}")
+    assert info.value.key == "bad-fp32-1"
+
+
+def test_max_margin_is_a_band_of_half_to_twice_the_expectation_and_is_itself_allowed(tmp_path: Path) -> None:
+    assert expectations.MAX_MARGIN == 1.0
+    path = tmp_path / "h100" / "ch01.json"
+    write_doc(path, {"format": 1, "entries": {"a-fp32-1": {**GOOD, "noise_margin": 1.0, "ci": None,
+                                                           "baseline": {"median_ms": None}, "timing": "my-timer",
+                                                           "known_loss": "slower on purpose"}}})
+    assert load(path)["a-fp32-1"]["noise_margin"] == 1.0
+
+
+@pytest.mark.parametrize(("doc", "problem"), [
+    ({"format": 1, "hardware": 100, "entries": {}}, "hardware is 100, expected a string"),
+    ({"format": 1, "chapter": None, "entries": {}}, "chapter is None, expected a string"),
+])
+def test_hardware_and_chapter_fields_must_be_strings_even_when_the_path_is_not_given(tmp_path: Path, doc: Any,
+                                                                                       problem: str) -> None:
+    path = tmp_path / "h100" / "ch01.json"
+    write_doc(path, doc)
+    with pytest.raises(ExpectationsError, match=problem):
+        load(path)
+
+
+def test_a_lenient_store_passes_over_malformed_entries_and_a_strict_one_names_them(tmp_path: Path) -> None:
+    path = path_for(tmp_path, "h100", "ch01_performance_basics")
+    write_doc(path, valid_doc({"other": dict(GOOD), "bad-fp32-1": {**GOOD, "provenance": "x"}}))
+    lenient = Store(tmp_path, "h100", lenient=True)
+    lenient.preload()
+    assert lenient.get("ch01_performance_basics", "bad-fp32-1") is None
+    assert lenient.get("ch01_performance_basics", "other") == GOOD
+    with pytest.raises(ExpectationsError, match="entry 'bad-fp32-1' has provenance 'x'"):
+        Store(tmp_path, "h100").preload()
+    with pytest.raises(ExpectationsError, match="entry 'bad-fp32-1' has provenance 'x'"):
+        Store(tmp_path, "h100").get("ch01_performance_basics", "other")
+
+
+def test_a_lenient_store_still_refuses_a_document_that_cannot_be_read(tmp_path: Path) -> None:
+    write_doc(path_for(tmp_path, "h100", "ch01_performance_basics"), {"format": 1, "entries": []})
+    with pytest.raises(ExpectationsError, match="'entries' is list"):
+        Store(tmp_path, "h100", lenient=True).preload()
+
+
+@pytest.mark.parametrize("mode", ["all", "new", "add"])
+def test_update_repairs_the_malformed_entry_of_a_recorded_case_and_leaves_other_malformed_entries_as_they_were(
+        tmp_path: Path, mode: str) -> None:
+    key = make_record()["key"]
+    untouched = {"speedup": float("nan"), "noise_margin": 0.1, "note": "hand-edited"}
+    path = path_for(tmp_path, "h100", "ch01_performance_basics")
+    write_doc(path, expectations.dumps(valid_doc({key: {**GOOD, "baseline": "fast"}, "other-fp32-1": untouched})))
+    block = json.dumps({"other-fp32-1": untouched}, indent=2, sort_keys=True)[2:-2]
+    assert block.replace("\n", "\n  ") in path.read_text()
+    changes = update(tmp_path, [make_record()], mode=mode)
+    assert [(c.status, c.old, c.old_margin) for c in changes] == [("repaired", None, None)]
+    assert changes[0].detail == "replaced the malformed entry, which has baseline 'fast', expected an object"
+    assert block.replace("\n", "\n  ") in path.read_text()
+    doc = json.loads(path.read_text())
+    assert doc["entries"][key]["speedup"] == make_record()["speedup"]
+    assert doc["entries"]["other-fp32-1"]["note"] == "hand-edited"
+
+
+def test_pooling_into_an_entry_with_a_wrong_type_is_repaired_not_an_attribute_error(tmp_path: Path) -> None:
+    path = path_for(tmp_path, "h100", "ch01_performance_basics")
+    write_doc(path, valid_doc({make_record()["key"]: {**GOOD, "provenance": ["h100"]}}))
+    changes = update(tmp_path, [make_record(speedup=3.0)], mode="add")
+    assert [(c.status, c.new) for c in changes] == [("repaired", 3.0)]
+    assert [r["speedup"] for r in load(path)[make_record()["key"]]["recordings"]] == [3.0]
+
+
+# ---------------------------------------------------------------- refusals: timing backends, GPUs, losses, margins
+
+def host_record(key: str = "batched_matmul-fp32-64x128x128", **overrides: Any) -> dict[str, Any]:
+    """What ``--aiperf-backend=cpu`` measures: the host clock, no GPU in the provenance."""
+    record = make_record(key, **overrides)
+    record.update(backend="cpu-clock", device="cpu", provenance={**PROVENANCE, "gpu": None})
+    return record
+
+
+@pytest.mark.parametrize("mode", ["all", "new", "add"])
+def test_host_timings_are_refused_under_a_gpu_key_in_every_mode(tmp_path: Path, mode: str) -> None:
+    update(tmp_path, [make_record(speedup=3.0, noise_margin=0.165)])
+    path = path_for(tmp_path, "h100", "ch01_performance_basics")
+    before = path.read_bytes()
+    changes = update(tmp_path, [host_record(speedup=1.3), host_record("fresh-fp32-8", speedup=1.3)], mode=mode)
+    assert [(c.key, c.status) for c in changes] == [(make_record()["key"], "refused"), ("fresh-fp32-8", "refused")]
+    assert changes[0].detail == ("timed by cpu-clock on the host, but filed under the GPU key h100: a GPU's "
+                                 "expectations hold only timings taken on that GPU")
+    assert (changes[0].old, changes[0].old_margin, changes[0].new) == (3.0, 0.165, 1.3)
+    assert path.read_bytes() == before
+
+
+def test_host_timings_are_recorded_under_a_key_that_names_no_gpu(tmp_path: Path) -> None:
+    changes = update(tmp_path, [host_record(hardware="cpu"), host_record(hardware="2x_cpu")])
+    assert [c.status for c in changes] == ["new", "new"]
+    assert load(path_for(tmp_path, "cpu", "ch01_performance_basics"))[make_record()["key"]]["timing"] == "cpu-clock"
+
+
+@pytest.mark.parametrize("mode", ["all", "new", "add"])
+@pytest.mark.parametrize(("hardware", "gpu", "key"), [("h100", "NVIDIA H200", "h200"),
+                                                      ("2x_h100", "NVIDIA H200", "h200"),
+                                                      ("h100", "NVIDIA H100 PCIe", "h100-pcie")])
+def test_a_record_measured_on_another_gpus_key_is_refused_in_every_mode(tmp_path: Path, mode: str, hardware: str,
+                                                                        gpu: str, key: str) -> None:
+    record = make_record(hardware=hardware)
+    record["provenance"]["gpu"] = gpu
+    changes = update(tmp_path, [record], mode=mode)
+    assert [c.status for c in changes] == ["refused"]
+    assert [c.detail for c in changes] == [
+        f"measured on {gpu} (key {key}), not h100: an expectation holds only measurements of the GPU "
+        "it is filed under"]
+    assert not (tmp_path / hardware).exists()
+
+
+def test_a_record_on_its_own_gpu_or_an_unknown_one_is_recorded(tmp_path: Path) -> None:
+    unknown = make_record(hardware="my-rig")
+    unknown["provenance"]["gpu"] = "Prototype Accelerator 9"
+    changes = update(tmp_path, [make_record(hardware="2x_h200"), make_record(hardware="h200"), unknown])
+    assert [(c.hardware, c.status) for c in changes] == [("2x_h200", "new"), ("h200", "new"), ("my-rig", "new")]
+
+
+def test_mode_add_refuses_to_pool_another_timing_backend_and_mode_all_replaces(tmp_path: Path) -> None:
+    update(tmp_path, [host_record(hardware="cpu", speedup=2.0)])
+    custom = host_record(hardware="cpu", speedup=2.1)
+    custom["backend"] = "my-timer"
+    changes = update(tmp_path, [custom], mode="add")
+    assert [c.status for c in changes] == ["refused"]
+    assert [c.detail for c in changes] == [
+        "timed by my-timer, but the entry's recordings by cpu-clock: mode add pools recordings of one "
+        "timing backend only (mode all replaces them)"]
+    assert [c.status for c in update(tmp_path, [custom], mode="all")] == ["updated"]
+
+
+@pytest.mark.parametrize(("provenance_gpu", "status"), [("Prototype Accelerator 9", "refused"), (None, "pooled (2)")])
+def test_an_entry_written_before_the_timing_field_was_timed_on_the_gpu_its_provenance_names(
+        tmp_path: Path, provenance_gpu: str | None, status: str) -> None:
+    path = path_for(tmp_path, "prototype-accelerator-9", "ch01_performance_basics")
+    legacy = {**GOOD, "provenance": {"gpu": provenance_gpu}}
+    write_doc(path, {**valid_doc({make_record()["key"]: legacy}), "hardware": "prototype-accelerator-9"})
+    changes = update(tmp_path, [host_record(hardware="prototype-accelerator-9", speedup=2.0)], mode="add")
+    assert [c.status for c in changes] == [status]
+    if status == "refused":
+        assert changes[0].detail.startswith("timed by cpu-clock, but the entry's recordings by cuda-events")
+
+
+def test_mode_add_refuses_to_pool_another_gpu_model_of_the_same_key(tmp_path: Path) -> None:
+    first, second = make_record(hardware="a100"), make_record(hardware="a100", speedup=3.0)
+    first["provenance"]["gpu"], second["provenance"]["gpu"] = "NVIDIA A100-SXM4-80GB", "NVIDIA A100-SXM4-40GB"
+    update(tmp_path, [first])
+    changes = update(tmp_path, [second], mode="add")
+    assert [c.status for c in changes] == ["refused"]
+    assert [c.detail for c in changes] == [
+        "measured on NVIDIA A100-SXM4-40GB, but the entry's recordings on NVIDIA A100-SXM4-80GB: mode "
+        "add pools recordings of one GPU model only (mode all replaces them)"]
+    assert [c.status for c in update(tmp_path, [second], mode="all")] == ["updated"]
+
+
+@pytest.mark.parametrize("mode", ["all", "new", "add"])
+def test_a_loss_below_the_floor_is_refused_unless_the_case_declares_it(tmp_path: Path, mode: str) -> None:
+    changes = update(tmp_path, [make_record(speedup=0.51)], mode=mode)
+    assert [c.status for c in changes] == ["refused"]
+    assert [c.detail for c in changes] == [
+        "0.51x is below min_speedup 1.20x: a loss is recorded only for a case that declares known_loss "
+        "with its reason"]
+    assert not (tmp_path / "h100").exists()
+    declared = {**make_record(speedup=0.51), "known_loss": "the fused kernel spills on this GPU"}
+    assert [c.status for c in update(tmp_path, [declared], mode=mode)] == ["new"]
+    entry = load(path_for(tmp_path, "h100", "ch01_performance_basics"))[make_record()["key"]]
+    assert (entry["speedup"], entry["known_loss"]) == (0.51, "the fused kernel spills on this GPU")
+
+
+def test_a_loss_just_below_the_floor_shows_enough_digits_to_tell_them_apart(tmp_path: Path) -> None:
+    changes = update(tmp_path, [make_record(speedup=1.199)])
+    assert changes[0].detail.startswith("1.199x is below min_speedup 1.200x")
+
+
+def test_change_keeps_its_fields_in_order_and_adds_margins_and_detail_with_defaults() -> None:
+    change = Change("h100", "ch01", "a-fp32-1", "new", None, 2.0)
+    assert (change.old_margin, change.new_margin, change.detail) == (None, None, "")
+    assert Change("h", "c", "k", "refused", 1.0, 2.0, 0.1, 2.2, "why").detail == "why"
+
+
+def test_a_pool_whose_margin_exceeds_max_margin_is_refused_and_not_written(tmp_path: Path) -> None:
+    update(tmp_path, [make_record(speedup=1.5, noise_margin=0.05)])
+    path = path_for(tmp_path, "h100", "ch01_performance_basics")
+    before = path.read_bytes()
+    (change,) = update(tmp_path, [make_record(speedup=5.0, noise_margin=0.05)], mode="add")
+    assert (change.status, change.old, change.new) == ("refused", 1.5, 3.25)
+    assert path.read_bytes() == before
+    assert change.old_margin == 0.05
+    assert change.new_margin == pytest.approx(3.25 / 1.5 - 1)
+    assert change.detail == ("the recordings disagree by more than 2x: pooled, 2 recordings from 1.50x to 5.00x "
+                             "would need a margin of +-117%, wider than +-100%; re-measure, or replace them with "
+                             "mode all")
+    assert path.read_bytes() == before
+
+
+def test_a_recording_noisier_than_max_margin_is_refused_not_raised(tmp_path: Path) -> None:
+    changes = update(tmp_path, [make_record(noise_margin=1e308), make_record("calm-fp32-8")])
+    assert [(c.key, c.status) for c in changes] == [(make_record()["key"], "refused"), ("calm-fp32-8", "new")]
+    assert changes[0].detail.startswith("its noise margin +-1e310% is wider than +-100%")
+    with pytest.raises(ValueError, match="wider than MAX_MARGIN"):
+        entry_from_record(make_record(noise_margin=1.5), date=DATE, commit=None, dirty=None)
+
+
+def test_a_record_without_its_timing_backend_is_an_invalid_argument(tmp_path: Path) -> None:
+    record = make_record()
+    del record["backend"]
+    with pytest.raises(ValueError, match="backend is None, expected a name"):
+        update(tmp_path, [make_record("fine-fp32-8"), record])
+    assert not tmp_path.joinpath("h100").exists()
+
+
+# ---------------------------------------------------------------- I/O failures are changes, never exceptions
+
+def test_a_write_that_fails_for_one_file_is_an_error_and_the_other_files_are_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_replace = os.replace
+
+    def full_disk_for_ch01(src: Any, dst: Any) -> None:
+        if Path(dst).name.startswith("ch01"):
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(expectations.os, "replace", full_disk_for_ch01)
+    changes = update(tmp_path, [make_record("x-fp32-8"), make_record("y-fp32-8", chapter="ch02_x")])
+    assert [(c.chapter, c.status) for c in changes] == [("ch01_performance_basics", "error"), ("ch02_x", "new")]
+    assert "No space left on device" in changes[0].detail
+    assert sorted(p.name for p in (tmp_path / "h100").iterdir()) == ["ch02_x.json"]
+
+
+def test_a_folder_that_cannot_be_created_is_an_error_not_an_exception(tmp_path: Path) -> None:
+    root = tmp_path / "expectations"
+    root.write_text("a file where the folder should be\n")
+    changes = update(root, [make_record()])
+    assert [c.status for c in changes] == ["error"]
+    assert changes[0].detail.startswith(f"{path_for(root, 'h100', 'ch01_performance_basics')}: not written (")
+
+
+# ---------------------------------------------------------------- stale entries in every folder of the hardware
+
+def test_stale_looks_in_the_hardware_folder_and_every_multi_gpu_folder_of_it(tmp_path: Path) -> None:
+    entry = dict(GOOD)
+    for folder, keys in (("h100", ["gone", "kept"]), ("2x_h100", ["gone-2gpus", "kept-2gpus"]),
+                         ("8x_h100", ["gone-8gpus"]), ("2x_h200", ["other-hw-2gpus"]), ("x_h100", ["odd"])):
+        write_doc(path_for(tmp_path, folder, "ch04_dist"), {"format": 1, "entries": {k: entry for k in keys}})
+    known = {"ch04_dist": {"kept", "kept-2gpus"}}
+    assert stale(tmp_path, "h100", known) == [
+        (path_for(tmp_path, "2x_h100", "ch04_dist"), "gone-2gpus"),
+        (path_for(tmp_path, "8x_h100", "ch04_dist"), "gone-8gpus"),
+        (path_for(tmp_path, "h100", "ch04_dist"), "gone"),
+    ]
+
+
+def test_stale_raises_for_a_corrupt_file_and_lists_a_malformed_entry(tmp_path: Path) -> None:
+    write_doc(path_for(tmp_path, "h100", "ch01_a"), {"format": 1, "entries": {"bad": {"speedup": "x"}}})
+    assert stale(tmp_path, "h100", {"ch01_a": set()}) == [(path_for(tmp_path, "h100", "ch01_a"), "bad")]
+    write_doc(path_for(tmp_path, "2x_h100", "ch01_a"), "{")
+    with pytest.raises(ExpectationsError, match=r"2x_h100/ch01_a.json: not valid JSON"):
+        stale(tmp_path, "h100", {"ch01_a": set()})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -197,13 +198,16 @@ class FakeChange:
     status: str
     old: float | None
     new: float | None
+    old_margin: float | None = None
+    new_margin: float | None = None
+    detail: str = ""
 
 
 def test_update_table_shows_relative_deltas_and_dashes_where_a_side_is_missing() -> None:
     changes = [
-        FakeChange("h100", "ch01", "b-fp32-1", "updated", 3.10, 3.2085),
-        FakeChange("h100", "ch01", "a-fp32-1", "new", None, 2.5),
-        FakeChange("h100", "ch02", "c-fp32-1", "updated", 2.0, 1.5),
+        FakeChange("h100", "ch01", "b-fp32-1", "updated", 3.10, 3.2085, 0.04, 0.05),
+        FakeChange("h100", "ch01", "a-fp32-1", "new", None, 2.5, None, 0.03),
+        FakeChange("h100", "ch02", "c-fp32-1", "updated", 2.0, 1.5, 0.1, 0.1),
         FakeChange("h100", "ch02", "d-fp32-1", "kept", 1.8, 1.8),
         FakeChange("h100", "ch03", "e-fp32-1", "error", 1.5, None),
     ]
@@ -211,11 +215,33 @@ def test_update_table_shows_relative_deltas_and_dashes_where_a_side_is_missing()
     rows = [re.split(r"\s{2,}", line.strip()) for line in table.splitlines()]
     assert rows[0] == list(report.UPDATE_HEADERS)
     assert rows[2:] == [
-        ["h100", "ch01", "a-fp32-1", "new", "-", "2.50x", "-"],
-        ["h100", "ch01", "b-fp32-1", "updated", "3.10x", "3.21x", "+3.5%"],
-        ["h100", "ch02", "c-fp32-1", "updated", "2.00x", "1.50x", "-25.0%"],
-        ["h100", "ch02", "d-fp32-1", "kept", "1.80x", "1.80x", "+0.0%"],
-        ["h100", "ch03", "e-fp32-1", "error", "1.50x", "-", "-"],
+        ["h100", "ch01", "a-fp32-1", "new", "-", "2.50x", "-", "+-3%"],
+        ["h100", "ch01", "b-fp32-1", "updated", "3.10x", "3.21x", "+3.5%", "+-4% -> +-5%"],
+        ["h100", "ch02", "c-fp32-1", "updated", "2.00x", "1.50x", "-25.0%", "+-10% -> +-10%"],
+        ["h100", "ch02", "d-fp32-1", "kept", "1.80x", "1.80x", "+0.0%", "-"],
+        ["h100", "ch03", "e-fp32-1", "error", "1.50x", "-", "-", "-"],
+    ]
+
+
+def test_update_table_shows_the_margin_change_and_the_detail_of_refused_error_and_repaired_rows() -> None:
+    changes = [
+        FakeChange("h100", "ch01", "pooled-fp32-1", "refused", 3.0, 2.98, 0.165, 2.21,
+                   "timed by cpu-clock on the host, but filed under the GPU key h100"),
+        FakeChange("h100", "ch01", "other-fp32-1", "refused", 2.0, 1.9, 0.1, 0.2,
+                   "timed by cpu-clock on the host, but filed under the GPU key h100"),
+        FakeChange("h100", "ch02", "fixed-fp32-1", "repaired", None, 2.0, None, 0.05,
+                   "replaced the malformed entry, which has ci 'narrow'"),
+        FakeChange("h100", "ch03", "lost-fp32-1", "error", None, 2.0, None, 0.05,
+                   "expectations/h100/ch03.json: not written ([Errno 28] No space left on device)"),
+        FakeChange("h100", "ch03", "fine-fp32-1", "new", None, 2.0, None, 0.05),
+    ]
+    lines = report.update_table(changes).splitlines()
+    assert re.split(r"\s{2,}", lines[3].strip())[-2:] == ["-0.7%", "+-16.5% -> +-221%"]
+    assert lines[-3:] == [
+        "refused h100/ch01 other-fp32-1, pooled-fp32-1: timed by cpu-clock on the host, but filed under the GPU key "
+        "h100",
+        "repaired h100/ch02 fixed-fp32-1: replaced the malformed entry, which has ci 'narrow'",
+        "error h100/ch03 lost-fp32-1: expectations/h100/ch03.json: not written ([Errno 28] No space left on device)",
     ]
 
 
@@ -223,17 +249,23 @@ def test_update_table_of_no_changes_is_empty() -> None:
     assert report.update_table([]) == ""
 
 
-def test_stale_block_names_each_file_and_key() -> None:
-    block = report.stale_block([("ch02_memory", "old_copy-fp32-1"), ("ch01_basics", "gone-fp16-8")], "h100")
+def test_stale_block_names_each_file_relative_to_the_rootdir_and_each_key(tmp_path: Path) -> None:
+    root = tmp_path / "expectations"
+    block = report.stale_block([(root / "2x_h100/ch02_memory.json", "old_copy-fp32-1-2gpus"),
+                                (root / "h100/ch01_basics.json", "gone-fp16-8"),
+                                (Path("/elsewhere/h100/ch01_basics.json"), "moved-fp16-8")], tmp_path)
     assert block.splitlines()[1:] == [
+        "/elsewhere/h100/ch01_basics.json: moved-fp16-8",
+        "expectations/2x_h100/ch02_memory.json: old_copy-fp32-1-2gpus",
         "expectations/h100/ch01_basics.json: gone-fp16-8",
-        "expectations/h100/ch02_memory.json: old_copy-fp32-1",
     ]
     assert "no longer exists" in block.splitlines()[0]
+    assert report.stale_block([(tmp_path / "golden/h100/ch01.json", "x")], str(tmp_path)).splitlines()[1:] == [
+        "golden/h100/ch01.json: x"]
 
 
 def test_stale_block_is_empty_when_nothing_is_stale() -> None:
-    assert report.stale_block([], "h100") == ""
+    assert report.stale_block([], "/repo") == ""
 
 
 def test_header_line_for_a_known_gpu_has_no_warning() -> None:
