@@ -1,0 +1,84 @@
+"""Runs that end before their last case: a case past ``--aiperf-timeout``."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from pytest_aiperf.tests.integration.conftest import FAST
+
+WRONG = '''
+
+def optimized_wrong(x):
+    return x * 3
+
+
+@pytest.mark.perf_pair(Case(name="wrong", baseline=baseline_double, optimized=optimized_wrong, inputs=inputs,
+                            check_shapes=[(7,)], time_shapes=[(1024,)]))
+def test_wrong_result(pair, aiperf):
+    aiperf.run(pair)
+'''
+
+HANGS = '''
+
+def baseline_hangs(x):
+    open("hang_started", "w").close()
+    time.sleep(60)
+    return x * 2
+
+
+@pytest.mark.perf_pair(Case(name="hangs", baseline=baseline_hangs, optimized=optimized_double, inputs=inputs,
+                            check_shapes=[(7,)], time_shapes=[(1024,)]))
+def test_z_hangs(pair, aiperf):
+    aiperf.run(pair)
+'''
+
+PASSING = "test_optimized_arm_beats_baseline[double-fp32-1024]"
+
+
+def add_cases(chapter: pytest.Pytester, *blocks: str) -> None:
+    path = chapter.path / "suites/ch90/test_toy.py"
+    path.write_text(path.read_text() + "".join(textwrap.dedent(block) for block in blocks))
+
+
+def recorded(chapter: pytest.Pytester) -> list[str]:
+    """The case ids in the toy chapter's expectation file, which must be valid JSON."""
+    return list(json.loads((chapter.path / "expectations/cpu/ch90_toy.json").read_text())["entries"])
+
+
+def junit_cases(path: Path) -> dict[str, list[str]]:
+    """Each JUnit test case's name and the tags of its outcome children (failure, error, skipped)."""
+    return {case.get("name"): [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
+            for case in ET.parse(path).iter("testcase")}
+
+
+def test_a_hung_case_fails_and_the_run_ends_with_exit_124_after_writing_every_output(chapter):
+    add_cases(chapter, WRONG, HANGS)
+    result = chapter.runpytest_subprocess(*FAST, "--aiperf-timeout=3", "--junitxml=junit.xml",
+                                          "--benchmark-json=bench.json", "--update-expectations", timeout=60)
+    assert result.ret == 124, result.stdout.str() + result.stderr.str()
+    result.stdout.re_match_lines([
+        r".*test_z_hangs\[hangs-fp32-1024\] ran past its time limit of 3 s .* the 2 tests that finished before it.*",
+        r"_+ test_wrong_result\[wrong-fp32-1024\] _+",
+        r".*optimized disagrees with the float64 reference.*",
+        r"_+ test_z_hangs\[hangs-fp32-1024\] _+",
+        r".*aiperf \(cases that finished\).*",
+        r"double-fp32-1024 .* PASS .*",
+        r"FAILED suites/ch90/test_toy.py::test_wrong_result\[wrong-fp32-1024\].*",
+        r"FAILED suites/ch90/test_toy.py::test_z_hangs\[hangs-fp32-1024\].*",
+        r".*2 failed, 1 passed.*"])
+    result.stderr.re_match_lines([r".*in baseline_hangs.*"])
+    assert junit_cases(chapter.path / "junit.xml") == {PASSING: [], "test_wrong_result[wrong-fp32-1024]": ["failure"],
+                                                       "test_z_hangs[hangs-fp32-1024]": ["failure"]}
+    bench = json.loads((chapter.path / "bench.json").read_text())
+    assert sorted(b["name"] for b in bench["benchmarks"]) == [PASSING.replace("]", "-baseline]"),
+                                                              PASSING.replace("]", "-optimized]")]
+    assert recorded(chapter) == ["double-fp32-1024"]
+    last_failed = chapter.runpytest_subprocess(*FAST, "--lf", "--co", "-q", timeout=60)
+    last_failed.stdout.re_match_lines([r"suites/ch90/test_toy.py::test_wrong_result\[wrong-fp32-1024\]",
+                                       r"suites/ch90/test_toy.py::test_z_hangs\[hangs-fp32-1024\]",
+                                       r"2 tests collected .*"])
