@@ -4,6 +4,8 @@
   the reporting process (``-n 0``) the hung test is reported as failed and the session is finished as pytest would
   finish it: the terminal summary, JUnit XML, ``--benchmark-json``, pytest's cache (``--lf``) and the aiperf
   summary. In an xdist worker it only says what hung; xdist reports the crashed worker.
+- SIGTERM, what a cancelled CI job receives (``SigtermInterrupts``): in the reporting process it becomes pytest's
+  own interruption (as Ctrl-C), which reports and writes the same, with exit code 2.
 
 A SIGKILL, or a crash inside an arm, ends the process with no report at all; what it keeps is every expectation
 update made before, since the reporter writes each as its case's report arrives.
@@ -12,15 +14,24 @@ update made before, since the reporter writes each as its case's report arrives.
 from __future__ import annotations
 
 import faulthandler
+import signal
 import sys
 import threading
 import time
 import traceback
 from types import FrameType
+from typing import Any
 
 import pytest
 
 from pytest_aiperf import watchdog
+
+SIGTERM_MESSAGE = ("SIGTERM ended the run (a cancelled CI job, or kill): the tests that finished are reported and "
+                   "their expectation updates kept")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that pytest ends the run as it does on Ctrl-C."""
 
 
 def on_hang(config: pytest.Config, label: str, seconds: float, item: pytest.Item | None) -> None:
@@ -69,3 +80,40 @@ def _where(item: pytest.Item) -> str:
     start = next((i for i, f in enumerate(frames)
                   if code is not None and (f.filename, f.name) == (code.co_filename, code.co_name)), 0)
     return "The test's thread at its limit (most recent call last):\n" + "".join(traceback.format_list(frames[start:]))
+
+
+class SigtermInterrupts:
+    """Registered in the reporting process, where SIGTERM still has its default action (which ends the process
+    with no report): while the run lasts, the first SIGTERM raises ``Terminated`` in the main thread. Ignored once
+    the session is finishing (its outputs are being written) or while the watchdog ends a hung run."""
+
+    def __init__(self, dog: watchdog.Watchdog) -> None:
+        self._dog = dog
+        self._raised = False
+        self._finishing = False
+
+    @classmethod
+    def install(cls, config: pytest.Config, dog: watchdog.Watchdog) -> None:
+        """Handle SIGTERM until ``pytest_unconfigure``, unless it already has a handler or this is not the main
+        thread (only the main thread may set one)."""
+        if threading.current_thread() is not threading.main_thread() or \
+                signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        handler = cls(dog)
+        signal.signal(signal.SIGTERM, handler)
+        config.pluginmanager.register(handler, "aiperf-sigterm")
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self._raised or self._finishing or self._dog.expired:
+            return
+        self._raised = True
+        raise Terminated(SIGTERM_MESSAGE)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self) -> Any:
+        self._finishing = True
+        return (yield)
+
+    def pytest_unconfigure(self) -> None:
+        if signal.getsignal(signal.SIGTERM) is self:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)

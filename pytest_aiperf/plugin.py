@@ -110,6 +110,7 @@ def pytest_configure(config: pytest.Config) -> None:
     reporter = Reporter(config, opts, config.stash[COLLECTION], hardware=partial(_hardware, config),
                         last_durations=cached_durations(config))
     config.pluginmanager.register(reporter, "aiperf-reporter")
+    ending.SigtermInterrupts.install(config, config.stash[WATCHDOG])
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)

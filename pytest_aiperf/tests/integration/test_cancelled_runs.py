@@ -1,15 +1,19 @@
-"""Runs that end before their last case: a case past ``--aiperf-timeout``."""
+"""Runs that end before their last case: a case past ``--aiperf-timeout``, and a SIGTERM (a cancelled CI job)."""
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from pytest_aiperf.tests.integration.conftest import FAST
+from pytest_aiperf.tests.integration.conftest import FAST, NO_CACHE
 
 WRONG = '''
 
@@ -56,6 +60,32 @@ def junit_cases(path: Path) -> dict[str, list[str]]:
             for case in ET.parse(path).iter("testcase")}
 
 
+def start_run(chapter: pytest.Pytester, *args: str) -> tuple[subprocess.Popen, Path]:
+    """Start the toy chapter in a subprocess, return it once the hanging case has started, with its output file."""
+    output = chapter.path / "output.txt"
+    with output.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "pytest", *FAST, *NO_CACHE, *args], cwd=chapter.path,
+                                stdout=sink, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not (chapter.path / "hang_started").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the hanging case never started:\n{output.read_text()}")
+        time.sleep(0.05)
+    return proc, output
+
+
+def end_with(proc: subprocess.Popen, sig: signal.Signals) -> int:
+    """Send ``sig`` and return the run's exit code; a run still going 30 s later is killed and fails the test."""
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"the run did not end within 30 s of {sig.name}")
+
+
 def test_a_hung_case_fails_and_the_run_ends_with_exit_124_after_writing_every_output(chapter):
     add_cases(chapter, WRONG, HANGS)
     result = chapter.runpytest_subprocess(*FAST, "--aiperf-timeout=3", "--junitxml=junit.xml",
@@ -82,3 +112,17 @@ def test_a_hung_case_fails_and_the_run_ends_with_exit_124_after_writing_every_ou
     last_failed.stdout.re_match_lines([r"suites/ch90/test_toy.py::test_wrong_result\[wrong-fp32-1024\]",
                                        r"suites/ch90/test_toy.py::test_z_hangs\[hangs-fp32-1024\]",
                                        r"2 tests collected .*"])
+
+
+def test_sigterm_interrupts_the_run_which_reports_and_records_the_cases_that_finished(chapter):
+    add_cases(chapter, HANGS)
+    proc, output = start_run(chapter, "--update-expectations", "--junitxml=junit.xml")
+    code = end_with(proc, signal.SIGTERM)
+    text = output.read_text()
+    assert code == pytest.ExitCode.INTERRUPTED, text
+    pytest.LineMatcher(text.splitlines()).re_match_lines([r".*aiperf \(cases that finished\).*",
+                                                          r"double-fp32-1024 .* PASS .*",
+                                                          r".*ch90_toy .*double-fp32-1024 .* new .*",
+                                                          r"!+ .*SIGTERM ended the run.* !+"])
+    assert junit_cases(chapter.path / "junit.xml")[PASSING] == []
+    assert recorded(chapter) == ["double-fp32-1024"]

@@ -1,11 +1,15 @@
-"""The per-case time limit, with the process exit replaced by a recorder (no process ends here)."""
+"""The per-case time limit, with the process exit replaced by a recorder (no process ends here), and the SIGTERM
+handler's installation."""
 
 from __future__ import annotations
 
+import signal
 import threading
 from typing import Any
 
-from pytest_aiperf import watchdog
+import pytest
+
+from pytest_aiperf import ending, watchdog
 
 
 def test_a_case_past_its_limit_is_reported_then_the_process_ends_with_exit_124() -> None:
@@ -87,3 +91,32 @@ def test_the_message_names_the_case_the_limit_and_the_tests_that_finished() -> N
 def test_in_an_xdist_worker_the_message_says_xdist_reports_the_crash() -> None:
     text = watchdog.message("suites/ch07/test_x.py::test[case]", 300, None)
     assert "This xdist worker ends now (exit 124): xdist reports the test as crashed" in text
+
+
+def test_sigterm_is_handled_only_where_it_had_its_default_action(pytestconfig: pytest.Config) -> None:
+    """A handler someone else installed is left as it is."""
+    def theirs(signum: int, frame: Any) -> None:
+        return None
+
+    registered = pytestconfig.pluginmanager.get_plugin("aiperf-sigterm")
+    before = signal.signal(signal.SIGTERM, theirs)
+    try:
+        ending.SigtermInterrupts.install(pytestconfig, watchdog.Watchdog(lambda *args: None, backstop=False))
+        assert signal.getsignal(signal.SIGTERM) is theirs
+        assert pytestconfig.pluginmanager.get_plugin("aiperf-sigterm") is registered
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_sigterm_raises_one_interruption_and_none_while_the_watchdog_ends_the_run() -> None:
+    handler = ending.SigtermInterrupts(watchdog.Watchdog(lambda *args: None, backstop=False))
+    with pytest.raises(ending.Terminated, match="SIGTERM ended the run"):
+        handler(signal.SIGTERM, None)
+    handler(signal.SIGTERM, None)
+    fired = threading.Event()
+    expired = watchdog.Watchdog(lambda *args: fired.set(), exit=lambda code: None, backstop=False)
+    expired.arm("case", 0.01)
+    assert fired.wait(5)
+    expired.disarm()
+    assert expired.expired
+    ending.SigtermInterrupts(expired)(signal.SIGTERM, None)
