@@ -1,4 +1,5 @@
-"""Runs that end before their last case: a case past ``--aiperf-timeout``, and a SIGTERM (a cancelled CI job)."""
+"""Runs that end before their last case: a case past ``--aiperf-timeout``, a SIGTERM (a cancelled CI job), a SIGKILL
+or a crash inside an arm."""
 
 from __future__ import annotations
 
@@ -38,6 +39,20 @@ def baseline_hangs(x):
 @pytest.mark.perf_pair(Case(name="hangs", baseline=baseline_hangs, optimized=optimized_double, inputs=inputs,
                             check_shapes=[(7,)], time_shapes=[(1024,)]))
 def test_z_hangs(pair, aiperf):
+    aiperf.run(pair)
+'''
+
+SEGFAULTS = '''
+
+def optimized_segfaults(x):
+    import signal
+
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+@pytest.mark.perf_pair(Case(name="segfaults", baseline=baseline_double, optimized=optimized_segfaults, inputs=inputs,
+                            check_shapes=[(7,)], time_shapes=[(1024,)]))
+def test_z_segfaults(pair, aiperf):
     aiperf.run(pair)
 '''
 
@@ -125,4 +140,19 @@ def test_sigterm_interrupts_the_run_which_reports_and_records_the_cases_that_fin
                                                           r".*ch90_toy .*double-fp32-1024 .* new .*",
                                                           r"!+ .*SIGTERM ended the run.* !+"])
     assert junit_cases(chapter.path / "junit.xml")[PASSING] == []
+    assert recorded(chapter) == ["double-fp32-1024"]
+
+
+def test_a_sigkilled_run_keeps_every_recording_made_before_the_kill(chapter):
+    add_cases(chapter, HANGS)
+    proc, _ = start_run(chapter, "--update-expectations")
+    assert end_with(proc, signal.SIGKILL) == -signal.SIGKILL
+    assert recorded(chapter) == ["double-fp32-1024"]
+
+
+def test_a_segfault_in_an_arm_keeps_every_recording_made_before_it(chapter):
+    add_cases(chapter, SEGFAULTS)
+    result = chapter.runpytest_subprocess(*FAST, "--update-expectations", timeout=60)
+    assert result.ret == -signal.SIGSEGV, result.stdout.str() + result.stderr.str()
+    result.stderr.re_match_lines([r"Fatal Python error: Segmentation fault", r".*in optimized_segfaults.*"])
     assert recorded(chapter) == ["double-fp32-1024"]
