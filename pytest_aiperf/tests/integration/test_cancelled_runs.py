@@ -1,5 +1,5 @@
 """Runs that end before their last case: a case past ``--aiperf-timeout``, a SIGTERM (a cancelled CI job), a SIGKILL
-or a crash inside an arm."""
+or a crash inside an arm, and a hung rank of a distributed case. Each run keeps what the README says it keeps."""
 
 from __future__ import annotations
 
@@ -53,6 +53,59 @@ def optimized_segfaults(x):
 @pytest.mark.perf_pair(Case(name="segfaults", baseline=baseline_double, optimized=optimized_segfaults, inputs=inputs,
                             check_shapes=[(7,)], time_shapes=[(1024,)]))
 def test_z_segfaults(pair, aiperf):
+    aiperf.run(pair)
+'''
+
+DISTRIBUTED = '''
+"""A distributed case whose optimized arm hangs on rank 1, then a single-process case."""
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from pytest_aiperf import Case
+
+
+def shard(shape, dtype, seed, device):
+    generator = torch.Generator().manual_seed(seed * 31 + dist.get_rank())
+    return (torch.randn(shape, generator=generator, dtype=torch.float32).to(device),)
+
+
+def summed(x):
+    out = x.clone()
+    dist.all_reduce(out)
+    return out
+
+
+def summed_hangs_on_rank_1(x):
+    if dist.get_rank() == 1:
+        time.sleep(600)
+    return summed(x)
+
+
+def inputs(shape, dtype, seed, device):
+    return (torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32).to(device),)
+
+
+def baseline_double(x):
+    time.sleep(0.003)
+    return x * 2
+
+
+def optimized_double(x):
+    return x + x
+
+
+@pytest.mark.perf_pair(Case(name="hangs_on_rank_1", baseline=summed, optimized=summed_hangs_on_rank_1, inputs=shard,
+                            check_shapes=[(5, 7)], time_shapes=[(8, 64)], world_sizes=(2,)))
+def test_a_collective(pair, aiperf):
+    aiperf.run(pair)
+
+
+@pytest.mark.perf_pair(Case(name="double", baseline=baseline_double, optimized=optimized_double, inputs=inputs,
+                            check_shapes=[(7,)], time_shapes=[(1024,)], min_speedup=1.5))
+def test_b_after_it(pair, aiperf):
     aiperf.run(pair)
 '''
 
@@ -156,3 +209,16 @@ def test_a_segfault_in_an_arm_keeps_every_recording_made_before_it(chapter):
     assert result.ret == -signal.SIGSEGV, result.stdout.str() + result.stderr.str()
     result.stderr.re_match_lines([r"Fatal Python error: Segmentation fault", r".*in optimized_segfaults.*"])
     assert recorded(chapter) == ["double-fp32-1024"]
+
+
+def test_a_hung_rank_fails_only_its_case_and_the_run_goes_on(pytester):
+    """The ranks' own limit (``--aiperf-timeout``) passes first: the ranks are killed and the case fails; the
+    process watchdog waits ``watchdog.DISTRIBUTED_GRACE_S`` longer and never fires."""
+    pytester.makepyfile(test_collectives=textwrap.dedent(DISTRIBUTED))
+    result = pytester.runpytest_subprocess("--aiperf-backend=cpu", "--aiperf-budget=0.3", "--aiperf-timeout=5",
+                                           "-p", "no:randomly", "-p", "no:cacheprovider", timeout=60)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.re_match_lines([r".*DistributedError: hangs_on_rank_1-fp32-8x64-2gpus on 2 ranks: ranks \[.*1\] did "
+                                  r"not finish within 5 s.*",
+                                  r"FAILED test_collectives.py::test_a_collective\[hangs_on_rank_1-fp32-8x64-2gpus\].*"])
