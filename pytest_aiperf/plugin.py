@@ -9,9 +9,7 @@ nor CUDA: the xdist controller never holds a GPU context.
 
 from __future__ import annotations
 
-import faulthandler
 import os
-import sys
 import warnings
 from functools import partial
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pytest_aiperf import benchexport, device, expectations, machine, options, report, watchdog, workers
+from pytest_aiperf import benchexport, device, ending, expectations, machine, options, report, watchdog, workers
 from pytest_aiperf.cases import Case, CaseParam, chapter_of
 from pytest_aiperf.collection import Collection
 from pytest_aiperf.pipeline import Location, Measurer
@@ -94,7 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "process driving several); deselect with -m 'perf and not multigpu'")
     config.stash[OPTIONS] = opts = options.from_config(config)
     config.stash[COLLECTION] = Collection()
-    config.stash[WATCHDOG] = watchdog.Watchdog(partial(_on_hang, config))
+    config.stash[WATCHDOG] = watchdog.Watchdog(partial(ending.on_hang, config))
     if opts.backend == "cuda" and not hasattr(config, "workerinput") and not _custom(config) \
             and not device.visible_gpus(opts):
         raise pytest.UsageError("--aiperf-backend=cuda, but no CUDA GPU is visible (NVML lists none in "
@@ -112,6 +110,7 @@ def pytest_configure(config: pytest.Config) -> None:
     reporter = Reporter(config, opts, config.stash[COLLECTION], hardware=partial(_hardware, config),
                         last_durations=cached_durations(config))
     config.pluginmanager.register(reporter, "aiperf-reporter")
+    ending.SigtermInterrupts.install(config, config.stash[WATCHDOG])
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
@@ -194,7 +193,7 @@ class Aiperf:
         opts = config.stash[OPTIONS]
         where = Location(nodeid=item.nodeid, module=_relpath(config, item),
                          func=getattr(item, "originalname", item.name), chapter=_chapter(item))
-        config.stash[WATCHDOG].arm(item.nodeid, watchdog.limit(opts.timeout_s, distributed=pair.world > 1))
+        config.stash[WATCHDOG].arm(item.nodeid, watchdog.limit(opts.timeout_s, distributed=pair.world > 1), item)
         try:
             rec = _measurer(config).run(pair, where)
         except device.Skip as why:
@@ -278,28 +277,6 @@ def _hardware(config: pytest.Config) -> str:
         gpus = device.visible_gpus(opts) if not opts.hardware else []
         config.stash[HARDWARE] = device.hardware_key(opts, gpus, _custom(config))
     return config.stash[HARDWARE]
-
-
-def _on_hang(config: pytest.Config, label: str, seconds: float) -> None:
-    """The watchdog's last words (on its own thread; the process ends after this): what hung, every thread's
-    stack, and in the reporting process the summary of the cases that finished."""
-    capture = config.pluginmanager.getplugin("capturemanager")
-    if capture is not None:
-        capture.suspend_global_capture(in_=True)
-    terminal = config.pluginmanager.getplugin("terminalreporter")
-    reporter = config.pluginmanager.get_plugin("aiperf-reporter")
-    text = watchdog.message(label, seconds, len(reporter.records) if reporter else 0)
-    if terminal is not None:
-        terminal.write_line("")
-        terminal.write_line(text, red=True, bold=True)
-        terminal.flush()
-    print(text, file=sys.__stderr__, flush=True)
-    faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
-    if reporter is not None and terminal is not None:
-        reporter.finish()
-        terminal.section("aiperf (cases that finished)")
-        reporter.write_summary(terminal)
-        terminal.flush()
 
 
 def _chapter(item: pytest.Item) -> str:

@@ -48,6 +48,8 @@ class Reporter:
         self.durations: dict[str, float] = {}
         self.last_durations = last_durations
         self.worker_errors = 0
+        self.tests_finished = 0
+        self.ended_early = False
         self._stamp: tuple[str | None, bool | None] | None = None
         self._finished = False
 
@@ -64,6 +66,9 @@ class Reporter:
         benchexport.export(self.config, rec)
         if self.options.update is not None:
             self.changes += self._record(rec)
+
+    def pytest_runtest_logfinish(self) -> None:
+        self.tests_finished += 1
 
     def _record(self, rec: dict[str, Any]) -> list[expectations.Change]:
         """Write one record into its expectations file now (locked, merged, atomic)."""
@@ -102,10 +107,11 @@ class Reporter:
         except expectations.ExpectationsError as err:
             self.problems.append(f"stale entries not checked: {err}")
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int) -> None:
         if not (self.records or self.changes or self.stale or self.problems):
             return
-        terminalreporter.section("aiperf")
+        early = self.ended_early or exitstatus == pytest.ExitCode.INTERRUPTED
+        terminalreporter.section("aiperf (cases that finished)" if early else "aiperf")
         self.write_summary(terminalreporter)
 
     def write_summary(self, terminalreporter: Any) -> None:
