@@ -52,6 +52,34 @@ class Tolerance:
             raise ValueError("Tolerance needs a reason: say which precision change it covers")
 
 
+@dataclass(frozen=True)
+class Stateful:
+    """An arm whose work mutates state that lives across calls (the parameters and optimizer moments of a training
+    loop, a KV cache, a captured graph, an engine's pools).
+
+    ``setup(*inputs) -> state`` builds the state; ``run(state)`` is the work that is timed and returns the outputs
+    checked (final parameters, every logged loss, every generated token); ``reset(state)`` returns the state to
+    what ``setup`` made. ``setup`` and ``reset`` never run inside the timed region: before every timed call the
+    state is reset, or, without ``reset``, built again by ``setup``. Called like a plain arm, ``arm(*inputs)`` is
+    ``run(setup(*inputs))``, a pure function of the inputs, which is how correctness is checked (the rule that an
+    arm must not modify its inputs holds for the case's inputs: ``setup`` copies what ``run`` will change)."""
+
+    setup: Callable[..., Any]
+    run: Callable[[Any], Any]
+    reset: Callable[[Any], None] | None = None
+
+    def __post_init__(self) -> None:
+        if not callable(self.setup) or not callable(self.run) or (self.reset is not None and not callable(self.reset)):
+            raise ValueError("Stateful takes callables: setup(*inputs) -> state, run(state), reset(state) or None")
+
+    @property
+    def __name__(self) -> str:
+        return getattr(self.run, "__name__", "stateful arm")
+
+    def __call__(self, *inputs: Any) -> Any:
+        return self.run(self.setup(*inputs))
+
+
 Inputs = Callable[[Shape, str, int, str], Sequence[Any]]
 WorkModel = Callable[[Shape, str], Work]
 
@@ -78,6 +106,21 @@ class Case:
     the timing events are on its current stream, so each arm joins its work on the others back to that stream.
     Either kind of multi-GPU case is marked ``multigpu``, never runs in an xdist worker (one GPU each), and keeps its
     expectations under ``<gpus>x_<hardware>``.
+    An arm is a function or a ``Stateful`` arm (setup and reset outside the timed region). A compiled arm
+    (``torch.compile``, Triton autotuning, graph capture) compiles on its first call, which is timed apart and
+    reported (``first_call_ms``), never among the samples; a recompilation during timing fails the case naming the
+    guard that failed.
+    ``token_reference(*inputs_float64, tokens) -> logits``, for arms whose first output is generated token ids
+    ``[requests, positions]``, gives the reference's teacher-forced logits ``[requests, positions, vocab]`` at each
+    position of a candidate sequence: the tokens must be the reference's greedy choice at every position, except
+    that the comparison of a request stops, and says so, at the first position whose top-two logits are closer than
+    the dtype can resolve.
+    ``memory`` (goal "memory") names the peak that is compared: "allocated" bytes, or "reserved" by the caching
+    allocator where the lesson is the allocator; ``max_slowdown`` bounds the time cost a memory win may have (for
+    example 1.45: the optimized arm at most 1.45x slower), recorded beside the memory ratio.
+    ``workload(*inputs) -> {name: value}`` returns statistics of the work that decide a speedup (acceptance rate,
+    prefix hit rate, padding fraction, tokens per expert); they are recorded with the expectation, and a run whose
+    statistics differ from the recording's by more than ``workload_tolerance`` (relative) is INCONCLUSIVE.
     ``compute_only``, for an overlap pair, is the same computation without its communication, called with the same
     inputs; timed beside the arms on every rank, never verified; only for distributed cases. The report subtracts it
     from the baseline to tell the communication's time, its bus bandwidth, and how much of it the optimized arm hides.
@@ -104,6 +147,11 @@ class Case:
     world_sizes: Sequence[int] = ()
     devices: int = 1
     compute_only: Callable[..., Any] | None = None
+    token_reference: Callable[..., Any] | None = None
+    memory: Literal["allocated", "reserved"] = "allocated"
+    max_slowdown: float | None = None
+    workload: Callable[..., dict[str, float]] | None = None
+    workload_tolerance: float = 0.05
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum() or self.name != self.name.lower():
@@ -137,6 +185,20 @@ class Case:
         if self.compute_only is not None and (not callable(self.compute_only) or not self.world_sizes):
             raise ValueError(f"case {self.name}: compute_only, an overlap pair's computation without its "
                              f"communication, is a function timed on the ranks of a distributed case (world_sizes)")
+
+        if self.memory not in ("allocated", "reserved"):
+            raise ValueError(f"case {self.name}: memory is 'allocated' or 'reserved', got {self.memory!r}")
+        if self.max_slowdown is not None and (self.goal != "memory" or not self.max_slowdown >= 1):
+            raise ValueError(f"case {self.name}: max_slowdown (>= 1) bounds the time cost of a memory goal, got "
+                             f"{self.max_slowdown!r} with goal {self.goal!r}")
+        if not 0 < self.workload_tolerance < 1:
+            raise ValueError(f"case {self.name}: workload_tolerance is relative, in (0, 1), got "
+                             f"{self.workload_tolerance!r}")
+
+    @property
+    def stateful(self) -> bool:
+        """Whether an arm is ``Stateful``: its state is not in the inputs, so it is timed at one input placement."""
+        return isinstance(self.baseline, Stateful) or isinstance(self.optimized, Stateful)
 
     def params(self) -> list[CaseParam]:
         """One parameter per (dtype, timing shape, world size), in declaration order."""

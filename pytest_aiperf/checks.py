@@ -15,9 +15,10 @@ NaN or Inf never passes. A variant that modifies its (non-output) inputs fails.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from pytest_aiperf import tokens
 from pytest_aiperf.cases import CaseParam, format_shape
 
 BOUND = {"fp64": 1e-12, "fp32": 1e-4, "tf32": 3e-3, "fp16": 5e-3, "bf16": 3e-2, "fp8e4m3": 1.5e-1}
@@ -36,10 +37,22 @@ class CheckReport:
     err_optimized: float = 0.0
     bound: float = 0.0
     rule: str = ""
+    tokens: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"seeds": self.seeds, "shapes": self.shapes, "err_baseline": self.err_baseline,
-                "err_optimized": self.err_optimized, "bound": self.bound, "rule": self.rule}
+                "err_optimized": self.err_optimized, "bound": self.bound, "rule": self.rule,
+                "tokens": self.tokens or None}
+
+
+def _merged(total: dict[str, Any] | None, one: dict[str, Any]) -> dict[str, Any]:
+    """Token comparisons summed over the checked shapes and seeds: positions compared and near-ties met."""
+    if total is None:
+        return {"compared": one["compared"], "positions": one["requests"] * one["positions"],
+                "near_ties": len(one["near_ties"])}
+    return {"compared": total["compared"] + one["compared"],
+            "positions": total["positions"] + one["requests"] * one["positions"],
+            "near_ties": total["near_ties"] + len(one["near_ties"])}
 
 
 def torch_dtype(name: str) -> Any:
@@ -202,12 +215,21 @@ def _check_one(param: CaseParam, shape: tuple[int, ...], seed: int, device: str,
     for label, outs in (("baseline", base), ("optimized", opt)):
         if len(outs) != len(refs):
             raise CorrectnessError(f"{label} returned {len(outs)} outputs, the reference {len(refs)} ({where})")
-    for n, (ref, b, o) in enumerate(zip(refs, base, opt)):
+    if case.token_reference is not None:  # the first output is generated tokens, checked by ``tokens.compare``
+        for label, outs in (("baseline", base), ("optimized", opt)):
+            try:
+                found = tokens.compare(label, outs[0], case.token_reference(*upcast(inputs), outs[0]),
+                                       BOUND.get(param.dtype, report.bound))
+            except tokens.TokenMismatch as exc:
+                raise CorrectnessError(f"{exc} ({where})") from None
+            report.tokens[label] = _merged(report.tokens.get(label), found.to_json())
+        refs, base, opt = refs[1:], base[1:], opt[1:]
+    for n, (ref, b, o) in enumerate(zip(refs, base, opt), start=1 if case.token_reference else 0):
         err_b, worst_b = rel_error(b, ref)
         err_o, worst_o = rel_error(o, ref)
         report.err_baseline = max(report.err_baseline, err_b)
         report.err_optimized = max(report.err_optimized, err_o)
-        out = f" output #{n}" if len(refs) > 1 else ""
+        out = f" output #{n}" if len(refs) > 1 or case.token_reference else ""
         base_bound = max(BOUND.get(param.dtype, 0.0), case.tolerance.rel) if case.tolerance else report.bound
         if not err_b <= base_bound:
             raise CorrectnessError(f"baseline{out} disagrees with the float64 reference: relative error {err_b:.3g} > "

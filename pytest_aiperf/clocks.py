@@ -44,7 +44,7 @@ class TimingBackend(Protocol):
     def time_call(self, fn: Callable[..., Any], args: Sequence[Any],
                   hide_dispatch: bool = True) -> tuple[float, float]: ...
 
-    def peak_bytes(self, fn: Callable[..., Any], args: Sequence[Any]) -> int | None: ...
+    def peak_bytes(self, fn: Callable[..., Any], args: Sequence[Any], reserved: bool = False) -> int | None: ...
 
     def dispatch_note(self, fn: Callable[..., Any]) -> dict[str, float] | None: ...
 
@@ -171,14 +171,18 @@ class CudaEvents:
             times.append((time.perf_counter() - t0) / launches * 1e6)
         return median(times[2:])
 
-    def peak_bytes(self, fn: Callable[..., Any], args: Sequence[Any]) -> int:
+    def peak_bytes(self, fn: Callable[..., Any], args: Sequence[Any], reserved: bool = False) -> int:
+        """Peak device memory one call of ``fn`` adds: allocated bytes, or with ``reserved`` the bytes the caching
+        allocator reserved (its cache emptied first, so what the call itself makes it reserve is counted)."""
         torch = self.torch
         torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
+        if reserved:
+            torch.cuda.empty_cache()
+        before = torch.cuda.memory_reserved() if reserved else torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
         out = fn(*args)
         torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - before
+        peak = (torch.cuda.max_memory_reserved() if reserved else torch.cuda.max_memory_allocated()) - before
         del out
         return int(peak)
 
@@ -203,7 +207,7 @@ class CpuClock:
         del out
         return elapsed, elapsed
 
-    def peak_bytes(self, fn: Callable[..., Any], args: Sequence[Any]) -> int | None:
+    def peak_bytes(self, fn: Callable[..., Any], args: Sequence[Any], reserved: bool = False) -> int | None:
         return None
 
     def dispatch_note(self, fn: Callable[..., Any]) -> dict[str, float] | None:

@@ -225,7 +225,7 @@ class TorchRanks:
 def _measure_rank(param: CaseParam, device: str, budget_s: float | None, world: int) -> WorldResult:
     import torch.distributed as dist
 
-    from pytest_aiperf import checks, clocks, measure
+    from pytest_aiperf import arms, checks, clocks, measure
 
     report = checks.verify(param, device)
     gathered: list[Any] = [None] * world
@@ -238,7 +238,8 @@ def _measure_rank(param: CaseParam, device: str, budget_s: float | None, world: 
     clock = clocks.CudaEvents() if device == "cuda" else clocks.CpuClock()
     if device == "cuda":
         out.busbw_gbps = _allreduce_busbw_gbps(world)
-    samples = measure.sample_pair(clock, case.baseline, case.optimized, [inputs], cold=False, hide_dispatch=False,
+    samples = measure.sample_pair(clock, arms.timed(case.baseline, inputs), arms.timed(case.optimized, inputs), [inputs],
+                                  cold=False, hide_dispatch=False,
                                   budget_s=budget_s, gate=None, min_rounds=MIN_ROUNDS,
                                   compute_only=case.compute_only, ranks=TorchRanks(device))
     out.base_ms, out.opt_ms, out.compute_ms = samples.base_ms, samples.opt_ms, samples.compute_ms

@@ -35,7 +35,8 @@ def record_problem(record: dict) -> str | None:
 
 def entry_from_record(record: dict, *, date: str, commit: str | None, dirty: bool | None) -> dict:
     """The expectations entry of one measured record (see record.py), stamped with when and from which commit; it
-    keeps the record's timing backend as ``timing`` and its ``known_loss`` when the case declares one.
+    keeps the record's timing backend as ``timing``, its ``known_loss`` when the case declares one, and the
+    ``workload`` statistics it was measured at.
     Raises ValueError for a record that ``load`` would refuse to read back (no positive speedup, a noise margin
     outside 0..``MAX_MARGIN``, ...), so no file is ever written that the next session cannot use."""
     problem = record_problem(record)
@@ -62,6 +63,8 @@ def entry_from_record(record: dict, *, date: str, commit: str | None, dirty: boo
     reason = record.get("known_loss")
     if isinstance(reason, str) and reason.strip():
         entry["known_loss"] = reason
+    if record.get("workload"):
+        entry["workload"] = dict(record["workload"])
     problem = entry_problem(entry)
     if problem is not None:
         raise ValueError(f"{record['key']}: cannot record an entry that {problem}")

@@ -91,7 +91,8 @@ def entry_problem(entry: Any) -> str | None:
     ``provenance`` (absent or an object; its ``gpu`` a string, its ``launch_us`` null or positive), ``recordings``
     (absent or a list of objects with a positive ``speedup``, a non-negative ``noise_margin``, positive
     ``launch_us``/``baseline_ms``/``optimized_ms`` and a string ``gpu``, each where not null), ``timing`` (absent or
-    a string) and ``known_loss`` (absent or a non-empty string)."""
+    a string), ``known_loss`` (absent or a non-empty string) and ``workload`` (absent or an object of finite
+    numbers)."""
     if not isinstance(entry, dict):
         return f"is {type(entry).__name__}, expected an object"
     speedup, margin = entry.get("speedup"), entry.get("noise_margin")
@@ -128,4 +129,7 @@ def entry_problem(entry: Any) -> str | None:
         return f"has timing {entry['timing']!r}, expected a string (the timing backend)"
     if "known_loss" in entry and not (isinstance(entry["known_loss"], str) and entry["known_loss"].strip()):
         return f"has known_loss {entry['known_loss']!r}, expected the declared reason for the loss"
+    workload = entry.get("workload", {})
+    if not (isinstance(workload, dict) and all(isinstance(k, str) and is_number(v) for k, v in workload.items())):
+        return f"has workload {workload!r}, expected an object of statistic names and finite numbers"
     return None

@@ -13,7 +13,7 @@ def pytest_aiperf_backend(config: pytest.Config) -> Any:
 
     A backend provides ``clocks.TimingBackend``: ``name``, ``device`` ("cuda" or "cpu"), ``l2_bytes`` and the
     methods ``flush()``, ``sync()``, ``time_call(fn, args, hide_dispatch=True) -> (event_ms, wall_ms)``,
-    ``peak_bytes(fn, args) -> int | None`` and ``dispatch_note(fn) -> dict | None`` (recorded with each arm of a
+    ``peak_bytes(fn, args, reserved=False) -> int | None`` and ``dispatch_note(fn) -> dict | None`` (recorded with each arm of a
     case that hides dispatch). Three may be left out, each with a default: ``dispatch_note`` (no dispatch record),
     ``hardware`` (the expectations key; "custom") and ``launch_latency_us()`` (no host-CPU pinning).
     Example, in a ``conftest.py``::

@@ -42,7 +42,8 @@ import random
 import time
 from dataclasses import dataclass, field
 from itertools import permutations
-from typing import Any, Callable, Protocol, Sequence
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 from pytest_aiperf.clocks import TimingBackend
 from pytest_aiperf.stats import speedup_ci
@@ -100,6 +101,9 @@ class Samples:
 
 def _timed(backend: TimingBackend, fn: Callable[..., Any], args: Sequence[Any], cold: bool, hide_dispatch: bool,
            ranks: Ranks) -> tuple[float, float]:
+    before = getattr(fn, "before_call", None)  # a stateful arm's reset (``arms.StatefulCall``), outside the clock
+    if before is not None:
+        before()
     if cold:
         backend.flush()
     ranks.barrier()
@@ -146,7 +150,8 @@ def _agreed_count(ranks: Ranks, wanted: int, most: int) -> int:
 def sample_pair(backend: TimingBackend, base: Callable[..., Any], opt: Callable[..., Any],
                 arg_sets: Sequence[Sequence[Any]], *, cold: bool, budget_s: float, gate: Gate | None,
                 telemetry: Any = None, hide_dispatch: bool = True, min_rounds: int = MIN_ROUNDS,
-                compute_only: Callable[..., Any] | None = None, ranks: Ranks | None = None) -> Samples:
+                compute_only: Callable[..., Any] | None = None, ranks: Ranks | None = None,
+                timed_phase: Callable[[], ContextManager[Any]] = nullcontext) -> Samples:
     """Warm up, then time interleaved cycles over the input placements until the gate is decided or the budget is
     spent. Fewer placements are used when the budget could not otherwise afford ``min_rounds`` cycles.
 
@@ -155,11 +160,11 @@ def sample_pair(backend: TimingBackend, base: Callable[..., Any], opt: Callable[
     follows a barrier, a cycle's samples are the slowest rank's (``ranks.slowest``), and the warm-up's end, the
     placement count and the stop are rank 0's (``ranks.agree``). The deadline ends sampling after 3 cycles alone,
     but not before ``min_rounds`` on ranks: a distributed case has no gate, and this keeps the floor its own loop
-    had before it came here."""
+    had before it came here. ``timed_phase()`` is entered after the warm-up, around the sampled cycles
+    (``arms.no_recompile``: a compile among the samples fails the case)."""
     alone, ranks = ranks is None, ranks or LocalRanks()
     calls = [base, opt, *([compute_only] if compute_only is not None else [])]
-    series: list[list[float]] = [[] for _ in calls]
-    out = Samples(base_ms=series[0], opt_ms=series[1], compute_ms=series[2] if compute_only is not None else [])
+    out = Samples()
     begin = time.perf_counter()
     if telemetry is not None:
         out.telemetry.append(telemetry.sample())
@@ -167,10 +172,23 @@ def sample_pair(backend: TimingBackend, base: Callable[..., Any], opt: Callable[
                                          hide_dispatch=hide_dispatch, ranks=ranks)
     affordable = int((1 - WARMUP_SHARE) * budget_s * 1e3 / max(round_ms * min_rounds, 1e-6))
     sets = list(arg_sets[:_agreed_count(ranks, affordable, len(arg_sets))])
-    out.placements = count = len(sets)
+    out.placements = len(sets)
+    with timed_phase():
+        _cycles(out, backend, calls, sets, cold=cold, hide_dispatch=hide_dispatch, ranks=ranks, telemetry=telemetry,
+                gate=gate, deadline=begin + budget_s, floor=3 if alone else min_rounds, min_rounds=min_rounds)
+    if telemetry is not None:
+        out.telemetry.append(telemetry.sample())
+    out.seconds = time.perf_counter() - begin
+    return out
+
+
+def _cycles(out: Samples, backend: TimingBackend, calls: list[Callable[..., Any]], sets: list[Sequence[Any]], *,
+            cold: bool, hide_dispatch: bool, ranks: Ranks, telemetry: Any, gate: Gate | None, deadline: float,
+            floor: int, min_rounds: int) -> None:
+    """The sampled cycles of ``sample_pair``, appended to ``out`` until the gate is decided or the deadline passes."""
+    series = [out.base_ms, out.opt_ms, out.compute_ms]
     orders = list(permutations(range(len(calls))))
-    deadline = begin + budget_s
-    floor = 3 if alone else min_rounds
+    count = len(sets)
     next_check, next_sample = min_rounds, time.perf_counter() + 0.5
     for cycle in range(MAX_ROUNDS):
         event, wall = [0.0] * len(calls), [0.0] * len(calls)
@@ -195,10 +213,6 @@ def sample_pair(backend: TimingBackend, base: Callable[..., Any], opt: Callable[
             stop = is_decisive(speedup_ci(out.base_ms, out.opt_ms, resamples=1000), gate)
         if ranks.agree(stop):
             break
-    if telemetry is not None:
-        out.telemetry.append(telemetry.sample())
-    out.seconds = time.perf_counter() - begin
-    return out
 
 
 def placements(inputs: Sequence[Any], *, count: int | None = None, max_bytes: int | None = None,

@@ -9,15 +9,16 @@ error has already lost the context. Each case holds the GPUs it uses alone (``le
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_aiperf import checks, clocks, distributed, expectations, lease, machine, measure, record
+from pytest_aiperf import arms, checks, clocks, distributed, expectations, judging, lease, machine, measure, record
 from pytest_aiperf.cases import CaseParam
 from pytest_aiperf.device import Device, Skip
+from pytest_aiperf.judging import Judgement
 from pytest_aiperf.options import Options
-from pytest_aiperf.stats import SpeedupEstimate, arm_stats, noise_margin, side_stream_suspect, speedup_ci
-from pytest_aiperf.verdict import Expected, Gate, Outcome, Verdict, gate_for, host_shift, judge
+from pytest_aiperf.verdict import Expected, Gate, Outcome, Verdict, gate_for, host_shift
 
 REMEASURE_FACTOR = 3.0
 CONFIRMED = (Outcome.INCONCLUSIVE, Outcome.REGRESSED)
@@ -29,10 +30,6 @@ STICKY_CUDA_ERRORS = ("illegal memory access", "illegal address", "unspecified l
 
 class CudaContextLost(RuntimeError):
     """A sticky CUDA error: the process's CUDA context is unusable, so no later case can run in it."""
-
-
-class MeasurementError(AssertionError):
-    """The measurement itself is invalid (work escaped the timed stream)."""
 
 
 def sticky_cuda_error(exc: BaseException | None) -> bool:
@@ -52,16 +49,6 @@ class Location:
     module: str
     func: str
     chapter: str
-
-
-@dataclass(frozen=True)
-class Judgement:
-    """A measurement judged against its gate."""
-
-    estimate: SpeedupEstimate
-    verdict: Verdict
-    noise_margin: float
-    host_change: str | None
 
 
 class Measurer:
@@ -121,41 +108,49 @@ class Measurer:
                        f"{len(check.shapes)} shapes, max relative error {check.err_optimized:.2g} "
                        f"(baseline {check.err_baseline:.2g})")
         seed = param.seeds(1)[0]
-        checks.verify(param, on, shapes=[param.shape], seeds=[seed])
         inputs = list(case.inputs(param.shape, param.dtype, seed, on))
+        arms.fresh_compiles()  # the timing shape compiles for itself, not as a dynamic shape after the checks'
+        timed = {"baseline": arms.timed(case.baseline, inputs), "optimized": arms.timed(case.optimized, inputs)}
+        first = {arm: arms.first_call(fn, inputs, backend.sync) for arm, fn in timed.items()}
+        checks.verify(param, on, shapes=[param.shape], seeds=[seed])
+        workload = case.workload(*inputs) if case.workload is not None else None
         budget = case.budget_s or self.options.budget_s
         updating = self.options.update is not None
         timing = dict(cold=case.cache == "cold", hide_dispatch=case.host_dispatch == "hidden",
-                      telemetry=self.device.telemetry)
-        arms = {"baseline": case.baseline, "optimized": case.optimized}
+                      telemetry=self.device.telemetry, timed_phase=functools.partial(arms.no_recompile, param.id))
 
         def dispatch() -> dict[str, dict[str, float]]:
-            return clocks.dispatch_notes(backend, arms) if timing["hide_dispatch"] else {}
+            return clocks.dispatch_notes(backend, timed) if timing["hide_dispatch"] else {}
         peaks: dict[str, int | None] = {}
 
-        def measured(sets: list[tuple[Any, ...]], budget_s: float) -> tuple[measure.Samples, Judgement]:
-            samples = measure.sample_pair(backend, case.baseline, case.optimized, sets, budget_s=budget_s,
+        def measured(placement_seed: int, budget_s: float) -> tuple[measure.Samples, Judgement]:
+            sets = [tuple(inputs)] if case.stateful else measure.placements(inputs, seed=placement_seed)
+            samples = measure.sample_pair(backend, timed["baseline"], timed["optimized"], sets, budget_s=budget_s,
                                           gate=None if updating else gate, **timing)
             if case.goal == "memory" and not peaks:  # after the warm-up, so no first-call workspace counts
-                peaks.update((arm, backend.peak_bytes(fn, inputs)) for arm, fn in arms.items())
+                peaks.update((arm, _peak_bytes(backend, fn, inputs, case.memory)) for arm, fn in timed.items())
             host_bound = not timing["hide_dispatch"] or any(n["late_calls"] >= 0.5 * n["calls"]
                                                             for n in dispatch().values())
             shift = host_shift(expected.launch_us, self.device.provenance().get("launch_us")) \
                 if expected and host_bound else None
-            return samples, self._judge(param, samples, expected, gate, peaks, shift)
+            return samples, self._judge(param, samples, expected, gate, peaks=peaks, host_change=shift,
+                                        workload=workload)
 
-        samples, judged = measured(measure.placements(inputs, seed=seed), budget)
+        samples, judged = measured(seed, budget)
         remeasured = None
         if judged.verdict.outcome in CONFIRMED and not updating and case.goal != "memory":
-            first = judged
-            samples, judged = measured(measure.placements(inputs, seed=seed + 1), budget * REMEASURE_FACTOR)
-            remeasured = {"verdict": first.verdict.outcome.value, "speedup": first.estimate.speedup,
-                          "ci": [first.estimate.lo, first.estimate.hi], "reason": first.verdict.reason}
-            judged = _with_first(judged, first)
+            first_judged = judged
+            samples, judged = measured(seed + 1, budget * REMEASURE_FACTOR)
+            remeasured = {"verdict": first_judged.verdict.outcome.value, "speedup": first_judged.estimate.speedup,
+                          "ci": [first_judged.estimate.lo, first_judged.estimate.hi],
+                          "reason": first_judged.verdict.reason}
+            judged = _with_first(judged, first_judged)
         notes = dispatch()
-        energy = {arm: measure.energy_per_call(backend, fn, inputs, self.device.telemetry) for arm, fn in arms.items()}
+        energy = {arm: None if case.stateful else measure.energy_per_call(backend, fn, inputs, self.device.telemetry)
+                  for arm, fn in timed.items()}
         built = {arm: record.summarized(ms, wall, energy_mj=energy[arm], peak_bytes=peaks.get(arm),
-                                        dispatch=notes.get(arm))
+                                        dispatch=notes.get(arm), first_call_ms=first[arm].ms,
+                                        compiled_graphs=first[arm].graphs)
                  for arm, ms, wall in (("baseline", samples.base_ms, samples.base_wall_ms),
                                        ("optimized", samples.opt_ms, samples.opt_wall_ms))}
         return record.build(param, **vars(where), hardware=self.device.hardware, device=backend.device,
@@ -165,39 +160,20 @@ class Measurer:
                             placements=samples.placements, warmup_calls=samples.warmup_calls,
                             correctness=check.to_json(), telemetry=self.device.telemetry_summary(samples.telemetry),
                             ceilings=self.device.ceilings, provenance=self.device.provenance(),
-                            build_note=self.device.build_note)
+                            build_note=self.device.build_note, workload=workload, time_speedup=judged.time_speedup)
 
-    def _judge(self, param: CaseParam, samples: measure.Samples, expected: Expected | None, gate: Gate,
-               peaks: dict[str, int | None], host_change: str | None = None,
-               throttle: list[str] | None = None) -> Judgement:
-        """The verdict of one measurement: the speedup's interval against the gate, or for the memory goal the
-        ratio of the arms' peak memory."""
-        __tracebackhide__ = True
-        for arm, events, walls in (("baseline", samples.base_ms, samples.base_wall_ms),
-                                   ("optimized", samples.opt_ms, samples.opt_wall_ms)):
-            suspect = side_stream_suspect(events, walls)
-            if suspect:
-                raise MeasurementError(f"{arm} arm of {param.id}: {suspect}. Work escaped the current stream: join side "
-                                       f"streams (torch.cuda.current_stream().wait_stream(s)) before returning")
-        hardware = self.device.hardware_for(param.gpus)
-        base_ms, opt_ms = (arm_stats(s).median_ms for s in (samples.base_ms, samples.opt_ms))
-        if param.case.goal == "memory":
-            if not peaks.get("baseline") or not peaks.get("optimized"):
-                raise Skip(f"{param.id}: the memory goal needs peak-memory tracking, which this timing backend lacks")
-            ratio = peaks["baseline"] / peaks["optimized"]
-            est = SpeedupEstimate(speedup=ratio, lo=ratio, hi=ratio, confidence=1.0, rounds=len(samples.base_ms))
-            verdict = judge(est, gate, expected=expected, baseline_ms=base_ms, optimized_ms=opt_ms, hardware=hardware)
-            verdict = Verdict(verdict.outcome, f"peak memory {peaks['baseline']} -> {peaks['optimized']} bytes; "
-                                               f"{verdict.reason}")
-            return Judgement(est, verdict, self.options.min_margin, None)
-        est = speedup_ci(samples.base_ms, samples.opt_ms)
-        if throttle is None:
-            tele = machine.summarize(samples.telemetry) if samples.telemetry else {}
-            throttle = sorted(set(tele.get("throttle", [])) & machine.SEVERE_THROTTLE)
-        verdict = judge(est, gate, expected=expected, baseline_ms=base_ms, optimized_ms=opt_ms, throttle=throttle,
-                        host_change=host_change, hardware=hardware)
-        return Judgement(est, verdict, noise_margin(samples.base_ms, samples.opt_ms, floor=self.options.min_margin),
-                         host_change)
+    def _judge(self, param: CaseParam, samples: measure.Samples, expected: Expected | None, gate: Gate, *,
+               peaks: dict[str, int | None] | None = None, host_change: str | None = None,
+               workload: dict[str, float] | None = None, throttled: bool = True) -> Judgement:
+        tele = machine.summarize(samples.telemetry) if throttled and samples.telemetry else {}
+        try:
+            return judging.judged(param, samples.base_ms, samples.opt_ms, base_wall_ms=samples.base_wall_ms,
+                                  opt_wall_ms=samples.opt_wall_ms, expected=expected, gate=gate,
+                                  hardware=self.device.hardware_for(param.gpus), min_margin=self.options.min_margin,
+                                  peaks=peaks, throttle=sorted(set(tele.get("throttle", [])) & machine.SEVERE_THROTTLE),
+                                  host_change=host_change, workload=workload)
+        except judging.NoPeakMemory as exc:
+            raise Skip(str(exc)) from None
 
     def _distributed(self, param: CaseParam, where: Location) -> dict[str, Any]:
         """A case on ``param.world`` ranks that ``distributed`` starts: never beside other work on this process's
@@ -218,7 +194,7 @@ class Measurer:
                        f"{check.err_optimized:.2g} (baseline {check.err_baseline:.2g})")
         samples = measure.Samples(base_ms=world.base_ms, opt_ms=world.opt_ms, base_wall_ms=world.base_ms,
                                   opt_wall_ms=world.opt_ms)
-        judged = self._judge(param, samples, expected, gate, {}, throttle=[])
+        judged = self._judge(param, samples, expected, gate, throttled=False)
         provenance = {**world.provenance, **{k: v for k, v in self.device.provenance().items() if v is not None}}
         return record.build(param, **vars(where), hardware=self.device.hardware_for(param.world),
                             device="cpu" if cpu else "cuda", backend=world.backend,
@@ -241,10 +217,18 @@ class Measurer:
             raise Skip(f"{param.id} needs {param.gpus} GPUs; this process sees {len(self.device.gpus)}")
 
 
+def _peak_bytes(backend: clocks.TimingBackend, fn: Any, inputs: list[Any], memory: str) -> int | None:
+    """Peak device memory of one call of a timed arm (after its ``before_call``): allocated, or reserved."""
+    before = getattr(fn, "before_call", None)
+    if before is not None:
+        before()
+    return backend.peak_bytes(fn, inputs, reserved=True) if memory == "reserved" else backend.peak_bytes(fn, inputs)
+
+
 def _with_first(judged: Judgement, first: Judgement) -> Judgement:
     """The repeat's judgement, its reason naming the first measurement it replaced."""
     est = first.estimate
     reason = (f"{judged.verdict.reason} (first measurement {first.verdict.outcome.value} at {est.speedup:.3g}x "
               f"[{est.lo:.3g}, {est.hi:.3g}]; measured again at fresh placements)")
     return Judgement(judged.estimate, Verdict(judged.verdict.outcome, reason), judged.noise_margin,
-                     judged.host_change)
+                     judged.host_change, judged.time_speedup)

@@ -16,7 +16,8 @@ Keys (``None`` where a value was not measured)::
     known_loss     the case's declared reason for measuring below its floor, or None
     work           {"bytes", "flops", "items", "item_name", "flops_at"}
     baseline       arm record (below); optimized: arm record
-    speedup        float: median(baseline) / median(optimized) (for the memory goal: peak-memory ratio)
+    speedup        float: median(baseline) / median(optimized) (for the memory goal: the peak-memory ratio, allocated or
+                   reserved as the case declares)
     ci             [lo, hi]: bootstrap confidence interval of the speedup, paired by round
     confidence     0.95
     rounds         number of interleaved cycles (each cycle times both arms once at every input placement)
@@ -37,6 +38,8 @@ Keys (``None`` where a value was not measured)::
                    distributed case {"busbw_gbps": float}, the bus bandwidth of a large NCCL all-reduce in that world
     compute_only   arm record of a distributed overlap pair's ``Case.compute_only``, timed beside the arms in the same
                    rounds; None for every other case
+    workload       {statistic: value} from ``Case.workload`` on the timing inputs, or None
+    time_speedup   [ratio, lo, hi] of the arms' times for the memory goal (whose ``speedup`` is the memory ratio), or None
     correctness    {"seeds": [...], "shapes": [[...]], "err_baseline": float, "err_optimized": float,
                     "bound": float, "rule": str}
     provenance     {"gpu", "sm_count", "l2_bytes", "driver", "host_cpus", "host_cpu_model", "cuda", "torch",
@@ -53,6 +56,9 @@ Arm record::
     dispatch       {"hold_us", "late_calls", "calls"} on a GPU with the dispatch hidden: the hold the arm ran behind
                    at the end, and of its calls in this process so far, how many were dispatched slower than their
                    hold; None otherwise
+    first_call_ms  wall time of the arm's first call on the timing inputs, synchronized: its compilation (torch.compile,
+                   Triton autotuning, graph capture), never among the samples; None for distributed cases
+    compiled_graphs graphs torch.compile compiled during that first call
 """
 
 from __future__ import annotations
@@ -65,8 +71,8 @@ VERDICTS = ("PASS", "REGRESSED", "IMPROVED", "INCONCLUSIVE")
 
 
 def arm(samples_ms: list[float], *, median_ms: float, q1_ms: float, q3_ms: float, wall_median_ms: float,
-        energy_mj: float | None = None, peak_bytes: int | None = None,
-        dispatch: dict[str, Any] | None = None) -> dict[str, Any]:
+        energy_mj: float | None = None, peak_bytes: int | None = None, dispatch: dict[str, Any] | None = None,
+        first_call_ms: float | None = None, compiled_graphs: int = 0) -> dict[str, Any]:
     return {
         "samples_ms": [float(s) for s in samples_ms],
         "median_ms": float(median_ms),
@@ -76,17 +82,21 @@ def arm(samples_ms: list[float], *, median_ms: float, q1_ms: float, q3_ms: float
         "energy_mj": None if energy_mj is None else float(energy_mj),
         "peak_bytes": None if peak_bytes is None else int(peak_bytes),
         "dispatch": dispatch,
+        "first_call_ms": None if first_call_ms is None else float(first_call_ms),
+        "compiled_graphs": int(compiled_graphs),
     }
 
 
 def summarized(samples_ms: Sequence[float], wall_ms: Sequence[float] | None = None, *, energy_mj: float | None = None,
-               peak_bytes: int | None = None, dispatch: dict[str, Any] | None = None) -> dict[str, Any]:
+               peak_bytes: int | None = None, dispatch: dict[str, Any] | None = None,
+               first_call_ms: float | None = None, compiled_graphs: int = 0) -> dict[str, Any]:
     """The arm record of timed samples and of their wall times (``wall_ms``; None where the samples are their own
     wall time, as a distributed case's slowest rank per round)."""
     stats = arm_stats(samples_ms)
     wall = stats if wall_ms is None else arm_stats(wall_ms)
     return arm(samples_ms, median_ms=stats.median_ms, q1_ms=stats.q1_ms, q3_ms=stats.q3_ms,
-               wall_median_ms=wall.median_ms, energy_mj=energy_mj, peak_bytes=peak_bytes, dispatch=dispatch)
+               wall_median_ms=wall.median_ms, energy_mj=energy_mj, peak_bytes=peak_bytes, dispatch=dispatch,
+               first_call_ms=first_call_ms, compiled_graphs=compiled_graphs)
 
 
 def build(param: Any, *, chapter: str, nodeid: str, module: str, func: str, hardware: str, device: str,
@@ -94,7 +104,8 @@ def build(param: Any, *, chapter: str, nodeid: str, module: str, func: str, hard
           noise_margin: float, verdict: Any, gate: Any, expected: Any, host_change: str | None,
           remeasured: dict[str, Any] | None, placements: int, warmup_calls: int, correctness: dict[str, Any],
           telemetry: dict[str, Any] | None, ceilings: dict[str, Any] | None, provenance: dict[str, Any],
-          build_note: str | None, compute_only: dict[str, Any] | None = None) -> dict[str, Any]:
+          build_note: str | None, compute_only: dict[str, Any] | None = None,
+          workload: dict[str, float] | None = None, time_speedup: SpeedupEstimate | None = None) -> dict[str, Any]:
     """The record of one case (the keys above), built once from what the pipeline measured and judged.
     ``param`` is the ``CaseParam``; ``verdict`` a ``verdict.Verdict``; ``gate``/``expected`` their objects."""
     case = param.case
@@ -113,7 +124,8 @@ def build(param: Any, *, chapter: str, nodeid: str, module: str, func: str, hard
         "gate": gate.to_json(), "verdict": verdict.outcome.value, "reason": verdict.reason, "remeasured": remeasured,
         "placements": placements, "build": build_note, "telemetry": telemetry, "ceilings": ceilings,
         "correctness": correctness, "provenance": provenance, "warmup_calls": warmup_calls,
-        "compute_only": compute_only,
+        "compute_only": compute_only, "workload": workload,
+        "time_speedup": None if time_speedup is None else [time_speedup.speedup, time_speedup.lo, time_speedup.hi],
     }
 
 

@@ -14,14 +14,11 @@ from typing import Any, Iterable, Protocol
 from tabulate import tabulate
 
 from pytest_aiperf.expectations_rules import percent
-from pytest_aiperf.record import achieved, communication
+from pytest_aiperf.record import achieved
 
 TABLE_FORMAT = "simple"
 SUMMARY_HEADERS = ("case", "baseline", "optimized", "speedup", "expected", "verdict", "achieved", "% ceil",
                    "energy/call")
-SCALING_TITLE = "scaling (distributed cases; slowest rank per round)"
-SCALING_HEADERS = ("case", "ranks", "baseline", "optimized", "speedup", "bus GB/s (% busbw)", "optimized vs {n}",
-                   "baseline vs {n}", "comm GB/s (% busbw)", "comm hidden")
 UPDATE_HEADERS = ("hardware", "chapter", "case", "status", "old", "new", "delta", "margin")
 FAILING = ("REGRESSED", "INCONCLUSIVE")
 NONE = "-"
@@ -104,11 +101,11 @@ def format_achieved(record: dict[str, Any]) -> str:
     """What the optimized arm achieved: ``2710 GB/s, 612 TFLOP/s``, or ``1.2e6 samples/s`` for the throughput goal."""
     rates = achieved(record, "optimized")
     work = record.get("work") or {}
-    items = f"{_rate(rates['items_per_s'])} {work.get('item_name') or 'items'}/s" if rates["items_per_s"] else None
+    items = f"{format_rate(rates['items_per_s'])} {work.get('item_name') or 'items'}/s" if rates["items_per_s"] else None
     if record.get("goal") == "throughput" and items:
         return items
-    parts = [f"{_rate(rates['gbps'])} GB/s" if rates["gbps"] else None,
-             f"{_rate(rates['tflops'])} TFLOP/s" if rates["tflops"] else None]
+    parts = [f"{format_rate(rates['gbps'])} GB/s" if rates["gbps"] else None,
+             f"{format_rate(rates['tflops'])} TFLOP/s" if rates["tflops"] else None]
     shown = [part for part in parts if part]
     return ", ".join(shown) if shown else (items or NONE)
 
@@ -126,7 +123,7 @@ def format_energy(record: dict[str, Any]) -> str:
     after = (record.get("optimized") or {}).get("energy_mj")
     if before is None or after is None:
         return NONE
-    return f"{_rate(before)} -> {_rate(after)} mJ"
+    return f"{format_rate(before)} -> {format_rate(after)} mJ"
 
 
 def arm_cell(record: dict[str, Any], arm_name: str) -> str:
@@ -147,45 +144,7 @@ def summary_table(records: list[dict[str, Any]]) -> str:
          format_energy(record))
         for record in sorted(records, key=lambda r: (r.get("chapter") or "", r["key"]))
     ]
-    return _table(rows, SUMMARY_HEADERS)
-
-
-def scaling_table(records: list[dict[str, Any]]) -> str:
-    """How each distributed case measured at two or more world sizes in this run scales: one row per world size,
-    grouped by the case id without its ``-<n>gpus`` suffix and sorted by ranks. Beside the arms and the speedup, the
-    optimized arm's bus GB/s (work bytes per rank over its time) and their share of that world's all-reduce bus
-    bandwidth, and each arm's median relative to its median at the fewest ranks (``1.42x``: 42% slower). For an
-    overlap pair timed with its ``compute_only``, what its communication achieves (``record.communication``): the
-    baseline's communication time as bus GB/s and % of the all-reduce's, and the share of it the optimized arm
-    hides; ``-`` for other cases (a pure-communication pair's bus GB/s are the optimized arm's). Empty string when no
-    case has two world sizes."""
-    groups: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
-    for record in records:
-        ranks = (record.get("provenance") or {}).get("ranks")
-        case = record["key"].removesuffix(f"-{ranks}gpus")
-        if ranks and case != record["key"]:
-            groups.setdefault((record.get("chapter") or "", case), {})[int(ranks)] = record
-    scaled = {group: sorted(worlds.items()) for group, worlds in sorted(groups.items()) if len(worlds) >= 2}
-    if not scaled:
-        return ""
-    fewest = {worlds[0][0] for worlds in scaled.values()}
-    against = f"{min(fewest)} ranks" if len(fewest) == 1 else "fewest ranks"
-    rows = []
-    for (_, case), worlds in scaled.items():
-        first = worlds[0][1]
-        for ranks, record in worlds:
-            comm = communication(record)
-            rows.append((case, str(ranks), arm_cell(record, "baseline"), arm_cell(record, "optimized"),
-                         format_speedup(record), _bus(achieved(record, "optimized")),
-                         _relative(record, first, "optimized"), _relative(record, first, "baseline"), _bus(comm),
-                         NONE if comm["hidden"] is None else f"{100 * comm['hidden']:.0f}%"))
-    return _table(rows, tuple(header.format(n=against) for header in SCALING_HEADERS))
-
-
-def scaling_block(records: list[dict[str, Any]]) -> str:
-    """The scaling table under its title line; empty string when it has no rows."""
-    table = scaling_table(records)
-    return f"{SCALING_TITLE}\n{table}" if table else ""
+    return table(rows, SUMMARY_HEADERS)
 
 
 def failures_block(records: list[dict[str, Any]]) -> str:
@@ -213,6 +172,34 @@ def below_floor_block(records: list[dict[str, Any]]) -> str:
     return "\n".join([count, *lines])
 
 
+def compile_block(records: list[dict[str, Any]]) -> str:
+    """Each arm that compiled on its first call (graphs from torch.compile, or a first call at least 100 ms and 10x
+    past its steady time: Triton autotuning, graph capture): the first call's wall time, outside the samples, beside
+    the arm's steady median. Empty string when nothing compiled."""
+    lines = []
+    for r in sorted(records, key=lambda r: (r.get("chapter") or "", r["key"])):
+        arms = []
+        for name in ("baseline", "optimized"):
+            arm = r.get(name) or {}
+            first, steady, graphs = arm.get("first_call_ms"), arm.get("wall_median_ms"), arm.get("compiled_graphs")
+            if first is None or not (graphs or (steady and first >= 100 and first >= 10 * steady)):
+                continue
+            made = f", {graphs} graph{'s' * (graphs != 1)}" if graphs else ""
+            arms.append(f"{name} {format_ms(first)}{made} (steady {format_ms(steady)})")
+        if arms:
+            lines.append(f"{r['key']}: {'; '.join(arms)}")
+    return "\n".join(["first calls that compiled (outside the samples):", *lines]) if lines else ""
+
+
+def memory_block(records: list[dict[str, Any]]) -> str:
+    """For each memory-goal case: the memory ratio and the time it costs (baseline time / optimized time)."""
+    lines = [f"{r['key']}: peak memory {format_ratio(r['speedup'])}x lower; time ratio "
+             f"{format_ratio(r['time_speedup'][0])}x [{format_ratio(r['time_speedup'][1])}, "
+             f"{format_ratio(r['time_speedup'][2])}]"
+             for r in sorted(records, key=lambda r: r["key"]) if r.get("goal") == "memory" and r.get("time_speedup")]
+    return "\n".join(lines)
+
+
 def update_table(changes: Iterable[ChangeLike]) -> str:
     """The expectation entries an update touched, with old and new speedups, the relative change and the noise
     margins (``+-16.5% -> +-221%``), then one line per detail (why a case was refused, repaired or not written)."""
@@ -227,7 +214,7 @@ def update_table(changes: Iterable[ChangeLike]) -> str:
             details.setdefault((c.status, c.hardware, c.chapter, c.detail), []).append(c.key)
     lines = [f"{status} {hardware}/{chapter} {', '.join(keys)}: {detail}"
              for (status, hardware, chapter, detail), keys in details.items()]
-    return "\n".join([_table(rows, UPDATE_HEADERS), *lines])
+    return "\n".join([table(rows, UPDATE_HEADERS), *lines])
 
 
 def stale_block(stale: list[tuple[Path, str]], root_label: str | Path) -> str:
@@ -263,7 +250,7 @@ def order_line(known: int, cached: bool) -> str:
     return f"aiperf: xdist hands tests out as collected: {why}"
 
 
-def _table(rows: list[tuple[str, ...]], headers: tuple[str, ...]) -> str:
+def table(rows: list[tuple[str, ...]], headers: tuple[str, ...]) -> str:
     return tabulate(rows, headers=headers, tablefmt=TABLE_FORMAT, disable_numparse=True)
 
 
@@ -272,7 +259,7 @@ def _sig3(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-def _rate(value: float) -> str:
+def format_rate(value: float) -> str:
     """A rate or energy: integer from 100 up, ``1.2e6`` from a million up, else three significant digits."""
     if abs(value) >= 1e6:
         exponent = math.floor(math.log10(abs(value)))
@@ -281,20 +268,6 @@ def _rate(value: float) -> str:
             mantissa, exponent = mantissa / 10, exponent + 1
         return f"{mantissa:.1f}e{exponent}"
     return _sig3(value)
-
-
-def _bus(rates: dict[str, float | None]) -> str:
-    """``312 (78%)``: GB/s and their share of the all-reduce bus bandwidth; ``312 (-)`` without that ceiling."""
-    if not rates["gbps"]:
-        return NONE
-    share = NONE if rates["pct_bw"] is None else f"{rates['pct_bw']:.0f}%"
-    return f"{_rate(rates['gbps'])} ({share})"
-
-
-def _relative(record: dict[str, Any], first: dict[str, Any], arm_name: str) -> str:
-    """An arm's median over its median in ``first`` (the same case at the fewest ranks): ``1.42x``."""
-    now, then = (record.get(arm_name) or {}).get("median_ms"), (first.get(arm_name) or {}).get("median_ms")
-    return f"{format_ratio(now / then)}x" if now and then else NONE
 
 
 def _speedup_or_none(value: float | None) -> str:

@@ -43,6 +43,7 @@ class Expected:
     baseline_ms: float | None = None
     optimized_ms: float | None = None
     launch_us: tuple[float, float] | None = None  # the recording hosts' kernel-launch latency, lowest and highest
+    workload: dict[str, float] | None = None  # the workload statistics the speedup was recorded at
 
     def __post_init__(self) -> None:
         if not self.speedup > 0:
@@ -67,13 +68,14 @@ class Expected:
             baseline_ms=arm_median("baseline"),
             optimized_ms=arm_median("optimized"),
             launch_us=_recorded_launch(entry),
+            workload=entry.get("workload") or None,
         )
 
     def to_json(self) -> dict[str, Any]:
         """The record's ``expected`` value."""
         return {"speedup": self.speedup, "noise_margin": self.noise_margin,
                 "baseline_ms": self.baseline_ms, "optimized_ms": self.optimized_ms,
-                "launch_us": None if self.launch_us is None else list(self.launch_us)}
+                "launch_us": None if self.launch_us is None else list(self.launch_us), "workload": self.workload}
 
 
 _LAUNCH_NOTE = re.compile(r"\(launch ([0-9.]+) us")
@@ -92,6 +94,18 @@ def _recorded_launch(entry: dict[str, Any]) -> tuple[float, float] | None:
         if isinstance(value, (int, float)) and value > 0:
             values.append(float(value))
     return (min(values), max(values)) if values else None
+
+
+def workload_shift(recorded: dict[str, float] | None, current: dict[str, float] | None,
+                   tolerance: float) -> str | None:
+    """Why this run's workload cannot be compared with the recording's: a statistic that decides the speedup
+    (recorded with the expectation) differs by more than ``tolerance``, relative. None when comparable."""
+    if not recorded or current is None:
+        return None
+    moved = [f"{name} {current.get(name)!r} (recorded {value:.4g})" for name, value in sorted(recorded.items())
+             if not isinstance(current.get(name), (int, float))
+             or abs(current[name] - value) > tolerance * max(abs(value), 1e-12)]
+    return None if not moved else f"the workload changed: {', '.join(moved)}, beyond {_pct(tolerance)}"
 
 
 def host_shift(recorded: tuple[float, float] | None, current: float | None,

@@ -17,7 +17,7 @@ from kernels.ch01 import tensor_core_bf16
 from pytest_aiperf import Case, Tolerance
 from pytest_aiperf.checks import CorrectnessError
 from pytest_aiperf.clocks import CudaEvents
-from pytest_aiperf.pipeline import MeasurementError
+from pytest_aiperf.judging import MeasurementError
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

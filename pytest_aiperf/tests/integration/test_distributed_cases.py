@@ -26,7 +26,7 @@ def shard(shape, dtype, seed, device):
 
 
 def per_tensor(grads):
-    time.sleep(float(os.environ.get("TOY_PER_TENSOR_MS", "4")) / 1e3)
+    time.sleep(float(os.environ.get("TOY_PER_TENSOR_MS", "8")) / 1e3)
     out = grads.clone()
     for row in out:
         dist.all_reduce(row)
@@ -34,7 +34,7 @@ def per_tensor(grads):
 
 
 def bucketed(grads):
-    time.sleep(float(os.environ.get("TOY_BUCKETED_MS", "0.5")) / 1e3)  # a host-clock time that noise cannot swamp
+    time.sleep(float(os.environ.get("TOY_BUCKETED_MS", "2")) / 1e3)  # a host-clock time that noise cannot swamp
     out = grads.clone()
     dist.all_reduce(out)
     return out if not os.environ.get("TOY_WRONG") else grads.clone()
@@ -58,7 +58,7 @@ def chapter(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def test_a_distributed_case_is_timed_on_its_ranks_and_recorded_under_their_count(chapter: pytest.Pytester) -> None:
-    result = chapter.runpytest_subprocess("-m", "perf", "--aiperf-backend=cpu", "--aiperf-budget=0.5",
+    result = chapter.runpytest_subprocess("-m", "perf", "--aiperf-backend=cpu", "--aiperf-budget=1.5",
                                           "--update-expectations", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     result.stdout.re_match_lines([r"bucketed_allreduce-fp32-8x64-2gpus .* PASS .*"])

@@ -44,3 +44,31 @@ def test_a_wrong_baseline_fails_even_when_the_pair_declares_a_tolerance() -> Non
 def test_a_wrong_optimized_arm_fails_its_declared_tolerance() -> None:
     with pytest.raises(CorrectnessError, match=r"optimized disagrees .* relative error 0.05 > bound 0.02"):
         verify(param(lambda x: 2 * x, lambda x: 2.1 * x), "cpu")
+
+
+def token_inputs(shape, dtype, seed, device):
+    g = torch.Generator().manual_seed(seed)
+    requests, positions, vocab = shape
+    return (torch.randn(requests, positions, vocab, generator=g).to(device),)
+
+
+def greedy(logits: torch.Tensor) -> torch.Tensor:
+    return logits.argmax(-1)
+
+
+def token_param(optimized) -> CaseParam:
+    case = Case(name="greedy_tokens", baseline=greedy, optimized=optimized, inputs=token_inputs,
+                token_reference=lambda logits, tokens: logits, check_shapes=[(3, 5, 11)], time_shapes=[(8, 64, 512)])
+    return case.params()[0]
+
+
+def test_generated_tokens_are_checked_against_the_references_greedy_choice() -> None:
+    report = verify(token_param(lambda logits: logits.float().argmax(-1)), "cpu")
+    assert report.tokens["optimized"]["positions"] == 3 * 3 * 5
+    assert report.tokens["optimized"]["compared"] + report.tokens["optimized"]["near_ties"] <= 45
+
+
+def test_tokens_that_take_the_runner_up_fail_naming_where() -> None:
+    with pytest.raises(CorrectnessError, match=r"optimized diverges from the reference's greedy choice in request 0 "
+                                               r"at position 0: .*seed \d+, shape 3x5x11"):
+        verify(token_param(lambda logits: logits.topk(2, -1).indices[..., 1]), "cpu")

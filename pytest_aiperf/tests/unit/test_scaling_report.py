@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pytest_aiperf import report
+from pytest_aiperf import scaling
 from pytest_aiperf.record import arm
 from pytest_aiperf.tests.unit.test_report import make_record
 
@@ -42,7 +42,7 @@ def test_each_world_size_gets_a_row_with_its_bus_bandwidth_and_its_times_relativ
     # 2 ranks: 400 MB in 1.25 ms = 320 GB/s, 80% of 400; 4 ranks: 600 MB in 2 ms = 300 GB/s, 80% of 375.
     records = [world_record(BUCKETED, 4, 5.5, 2.0, nbytes=600e6, busbw=375.0),
                world_record(BUCKETED, 2, 5.0, 1.25, nbytes=400e6, busbw=400.0)]
-    table = report.scaling_table(records)
+    table = scaling.scaling_table(records)
     assert re.split(r"\s{2,}", table.splitlines()[0].strip()) == [
         "case", "ranks", "baseline", "optimized", "speedup", "bus GB/s (% busbw)", "optimized vs 2 ranks",
         "baseline vs 2 ranks", "comm GB/s (% busbw)", "comm hidden"]
@@ -54,31 +54,31 @@ def test_each_world_size_gets_a_row_with_its_bus_bandwidth_and_its_times_relativ
 
 def test_a_case_measured_at_one_world_size_gives_no_rows() -> None:
     alone = [world_record(BUCKETED, 2, 5.0, 1.25), make_record()]
-    assert report.scaling_table(alone) == ""
-    assert report.scaling_block(alone) == ""
+    assert scaling.scaling_table(alone) == ""
+    assert scaling.scaling_block(alone) == ""
 
 
 def test_a_case_driving_several_gpus_from_one_process_is_not_a_world_size() -> None:
     peer_copies = [make_record(key=f"peer_copy-fp32-4096-{n}gpus", hardware=f"{n}x_h200") for n in (2, 4)]
-    assert report.scaling_table(peer_copies) == ""
+    assert scaling.scaling_table(peer_copies) == ""
 
 
 def test_two_cases_interleaved_are_grouped_each_sorted_by_ranks() -> None:
     records = [world_record(OVERLAPPED, 4, 15.0, 12.0), world_record(BUCKETED, 2, 5.0, 1.25),
                world_record(OVERLAPPED, 2, 13.0, 11.0), world_record(BUCKETED, 4, 5.5, 2.0)]
-    assert [row[:2] for row in rows(report.scaling_table(records))] == [
+    assert [row[:2] for row in rows(scaling.scaling_table(records))] == [
         [BUCKETED, "2"], [BUCKETED, "4"], [OVERLAPPED, "2"], [OVERLAPPED, "4"]]
 
 
 def test_a_world_without_a_measured_all_reduce_shows_a_dash_for_its_share() -> None:
     records = [world_record(BUCKETED, 2, 5.0, 1.25, nbytes=400e6), world_record(BUCKETED, 4, 5.5, 2.0)]
-    assert [row[5] for row in rows(report.scaling_table(records))] == ["320 (-)", "-"]
+    assert [row[5] for row in rows(scaling.scaling_table(records))] == ["320 (-)", "-"]
 
 
 def test_cases_with_different_fewest_ranks_are_compared_with_their_own_fewest() -> None:
     records = [world_record(BUCKETED, 2, 5.0, 1.0), world_record(BUCKETED, 4, 6.0, 1.5),
                world_record(OVERLAPPED, 4, 10.0, 8.0), world_record(OVERLAPPED, 8, 12.0, 8.0)]
-    table = report.scaling_table(records)
+    table = scaling.scaling_table(records)
     assert "optimized vs fewest ranks" in table.splitlines()[0]
     assert [row[6:8] for row in rows(table)] == [["1.00x", "1.00x"], ["1.50x", "1.20x"], ["1.00x", "1.00x"],
                                                  ["1.00x", "1.20x"]]
@@ -90,23 +90,23 @@ def test_an_overlap_pair_shows_its_baselines_communication_rate_and_the_share_th
     # 3.9 of 5.2 ms hidden: 75%.
     records = [world_record(OVERLAPPED, 2, 13.0, 11.0, nbytes=704e6, busbw=400.0, compute_ms=10.0),
                world_record(OVERLAPPED, 4, 15.2, 11.3, nbytes=1056e6, busbw=375.0, compute_ms=10.0)]
-    assert [row[8:] for row in rows(report.scaling_table(records))] == [["235 (59%)", "67%"], ["203 (54%)", "75%"]]
+    assert [row[8:] for row in rows(scaling.scaling_table(records))] == [["235 (59%)", "67%"], ["203 (54%)", "75%"]]
 
 
 def test_a_baseline_no_slower_than_its_computation_alone_shows_dashes_for_its_communication() -> None:
     records = [world_record(OVERLAPPED, 2, 10.0, 9.0, nbytes=704e6, busbw=400.0, compute_ms=10.0),
                world_record(OVERLAPPED, 4, 9.5, 9.0, nbytes=1056e6, busbw=375.0, compute_ms=10.0)]
-    assert [row[8:] for row in rows(report.scaling_table(records))] == [["-", "-"], ["-", "-"]]
+    assert [row[8:] for row in rows(scaling.scaling_table(records))] == [["-", "-"], ["-", "-"]]
 
 
 def test_an_overlap_pair_in_a_world_without_a_measured_all_reduce_shows_its_rate_without_a_share() -> None:
     records = [world_record(OVERLAPPED, 2, 13.0, 11.0, nbytes=704e6, compute_ms=10.0),
                world_record(OVERLAPPED, 4, 13.0, 14.0, compute_ms=10.0)]
-    assert [row[8:] for row in rows(report.scaling_table(records))] == [["235 (-)", "67%"], ["-", "-33%"]]
+    assert [row[8:] for row in rows(scaling.scaling_table(records))] == [["235 (-)", "67%"], ["-", "-33%"]]
 
 
 def test_the_scaling_block_names_what_the_times_are() -> None:
     records = [world_record(BUCKETED, 2, 5.0, 1.25), world_record(BUCKETED, 4, 5.5, 2.0)]
-    block = report.scaling_block(records)
+    block = scaling.scaling_block(records)
     assert block.splitlines()[0] == "scaling (distributed cases; slowest rank per round)"
-    assert block.endswith(report.scaling_table(records))
+    assert block.endswith(scaling.scaling_table(records))

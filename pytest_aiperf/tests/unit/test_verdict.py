@@ -48,7 +48,8 @@ def test_expected_from_entry_reads_the_speedup_margin_and_arm_medians():
              "optimized": {"median_ms": 0.318}, "rounds": 400}
     assert Expected.from_entry(entry) == RECORDED
     assert Expected.from_entry(entry).to_json() == {"speedup": 3.1, "noise_margin": 0.04,
-                                                    "baseline_ms": 0.99, "optimized_ms": 0.318, "launch_us": None}
+                                                    "baseline_ms": 0.99, "optimized_ms": 0.318, "launch_us": None,
+                                                    "workload": None}
 
 
 def test_expected_reads_the_recording_hosts_launch_latency_from_fields_or_older_host_lines():

@@ -1,0 +1,111 @@
+"""Model-level arms end to end on the CPU clock: a stateful arm's setup and reset stay outside the samples, a
+compiled arm's first call is reported apart, a recompilation during timing fails naming its guard, and generated
+tokens are checked against the reference's greedy choice."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+CHAPTER = '''
+import os
+import time
+
+import pytest
+import torch
+
+from pytest_aiperf import Case, Stateful
+
+CALLS = {"setup": 0, "reset": 0}
+
+
+def inputs(shape, dtype, seed, device):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=g),)
+
+
+def baseline_steps(x):
+    time.sleep(0.003)
+    return x * 3
+
+
+def setup(x):
+    CALLS["setup"] += 1
+    time.sleep(0.02)  # building the state: 20 ms that must never reach a sample
+    return {"x": x, "acc": x.clone()}
+
+
+def reset(state):
+    CALLS["reset"] += 1
+    time.sleep(0.02)
+    state["acc"].copy_(state["x"])
+
+
+def run(state):
+    time.sleep(0.001)
+    state["acc"].add_(state["x"]).add_(state["x"])
+    return state["acc"].clone()
+
+
+FLIP = int(os.environ.get("TOY_FLIP_AFTER", "0"))
+SEEN = [0]
+SCALE = [3.0]
+
+
+@torch.compile(backend="eager", dynamic=False)
+def scaled(x):
+    return x * SCALE[0]
+
+
+def compiled_arm(x):
+    SEEN[0] += 1
+    if FLIP and SEEN[0] == FLIP:
+        SCALE[0] = 3.0 + 1e-12  # a guard on SCALE[0] fails: torch.compile recompiles
+    time.sleep(0.001)
+    return scaled(x)
+
+
+CASES = [Case(name="stateful", baseline=baseline_steps, optimized=Stateful(setup, run, reset), inputs=inputs,
+              check_shapes=[(5,)], time_shapes=[(64,)], min_speedup=1.5),
+         Case(name="compiled", baseline=baseline_steps, optimized=compiled_arm, inputs=inputs,
+              check_shapes=[(5,), (7,)], time_shapes=[(64,)], min_speedup=1.5)]
+
+
+@pytest.mark.perf_pair(*CASES)
+def test_optimized_arm_beats_baseline(pair, aiperf):
+    rec = aiperf.run(pair)
+    if pair.case.name == "stateful":
+        assert CALLS["reset"] >= rec["rounds"] + rec["warmup_calls"]
+'''
+
+
+@pytest.fixture
+def arms_chapter(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(test_arms=textwrap.dedent(CHAPTER))
+    return pytester
+
+
+def test_a_stateful_arms_setup_and_reset_never_reach_a_sample(arms_chapter: pytest.Pytester) -> None:
+    result = arms_chapter.runpytest_subprocess("-k", "stateful", "--aiperf-backend=cpu", "--aiperf-budget=0.5",
+                                    "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.re_match_lines([r"stateful-fp32-64 +3\.\d+ ms +1\.\d+ ms +\d\.\d+x .* PASS .*"])
+
+
+def test_a_compiled_arms_first_call_is_reported_apart_from_its_samples(arms_chapter: pytest.Pytester) -> None:
+    result = arms_chapter.runpytest_subprocess("-k", "compiled", "--aiperf-backend=cpu", "--aiperf-budget=0.5",
+                                    "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.re_match_lines([r"first calls that compiled \(outside the samples\):",
+                                  r"compiled-fp32-64: optimized .*, 1 graph \(steady 1\.\d+ ms\)"])
+
+
+def test_a_recompilation_during_timing_fails_the_case_naming_the_guard(arms_chapter: pytest.Pytester,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOY_FLIP_AFTER", "30")
+    result = arms_chapter.runpytest_subprocess("-k", "compiled", "--aiperf-backend=cpu", "--aiperf-budget=0.5",
+                                    "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines([r".*RecompiledDuringTiming: compiled-fp32-64: torch.compile recompiled during timing.*",
+                                  r".*SCALE.*"])
