@@ -197,8 +197,11 @@ class Decoder(nn.Module):
 
     def hidden_states(self, tokens: torch.Tensor, cache: KVCache | None = None, pos: Position = 0) -> torch.Tensor:
         """Final-norm hidden states (batch, seq, hidden) of ``tokens`` (batch, seq): causal over the sequence
-        without a cache; with one, the tokens sit at positions pos.. and attend over the cache's first positions."""
+        without a cache; with one, the tokens sit at positions pos.. and attend over the cache's first positions.
+        A tensor ``pos`` (0-d, on the model's device) is not range-checked: checking would synchronize."""
         seq = tokens.shape[1]
+        if (pos if isinstance(pos, int) else 0) + seq > self.max_positions:
+            raise ValueError(f"positions up to {seq - 1} (from {pos}) exceed the RoPE tables' {self.max_positions}")
         x = self.embed_tokens(tokens)
         if cache is None:
             cos, sin = self.cos[:seq], self.sin[:seq]

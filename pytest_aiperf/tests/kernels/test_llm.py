@@ -44,10 +44,14 @@ def test_cached_prefill_chunk_and_decode_match_one_causal_forward(cfg, tensor_po
     assert all(t[:, :, 12:].eq(0).all() and t[:, :, :12].ne(0).any() for t in cache.keys)
 
 
-def test_a_cache_too_short_for_the_positions_is_refused():
-    model = Decoder(TINY, seed=0)
+def test_positions_past_the_cache_or_the_rope_tables_are_refused():
+    model = Decoder(TINY, seed=0, max_positions=8)
     with pytest.raises(ValueError, match="do not fit a cache of 4"):
         model.prefill(tokens(1, 5), KVCache(TINY, 1, 4, torch.float32, "cpu"))
+    with pytest.raises(ValueError, match="exceed the RoPE tables' 8"):
+        model(tokens(1, 9))
+    with pytest.raises(ValueError, match="exceed the RoPE tables' 8"):
+        model.decode(tokens(1, 1), KVCache(TINY, 1, 16, torch.float32, "cpu"), 8)
 
 
 def test_gqa_attention_through_sdpa_equals_repeated_kv_heads():
