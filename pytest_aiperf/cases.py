@@ -11,13 +11,13 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
-Goal = Literal["speed", "memory", "throughput", "latency"]
+Goal = Literal["speed", "memory", "throughput", "latency", "cold_start"]
 CacheMode = Literal["cold", "warm"]
 DispatchMode = Literal["hidden", "timed"]
 Shape = tuple[int, ...]
 
 DTYPES = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8e4m3", "int8", "int32", "int64")
-GOALS = ("speed", "memory", "throughput", "latency")
+GOALS = ("speed", "memory", "throughput", "latency", "cold_start")
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,10 @@ class Case:
     ``workload(*inputs) -> {name: value}`` returns statistics of the work that decide a speedup (acceptance rate,
     prefix hit rate, padding fraction, tokens per expert); they are recorded with the expectation, and a run whose
     statistics differ from the recording's by more than ``workload_tolerance`` (relative) is INCONCLUSIVE.
+    ``goal="cold_start"`` times each arm's first call in a fresh process with empty compile caches, every sample
+    (``coldstart``): the arms and ``inputs`` must be module-level functions a fresh process can import.
+    ``prepare(folder)``, for such a case, runs once in its own process before the samples and leaves in ``folder``
+    what an arm reuses (saved compile artifacts), which the arms find in ``$AIPERF_COLD_START_DIR``.
     ``compute_only``, for an overlap pair, is the same computation without its communication, called with the same
     inputs; timed beside the arms on every rank, never verified; only for distributed cases. The report subtracts it
     from the baseline to tell the communication's time, its bus bandwidth, and how much of it the optimized arm hides.
@@ -152,6 +156,7 @@ class Case:
     max_slowdown: float | None = None
     workload: Callable[..., dict[str, float]] | None = None
     workload_tolerance: float = 0.05
+    prepare: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum() or self.name != self.name.lower():
@@ -191,6 +196,13 @@ class Case:
         if self.max_slowdown is not None and (self.goal != "memory" or not self.max_slowdown >= 1):
             raise ValueError(f"case {self.name}: max_slowdown (>= 1) bounds the time cost of a memory goal, got "
                              f"{self.max_slowdown!r} with goal {self.goal!r}")
+        if self.goal == "cold_start":
+            from pytest_aiperf.coldstart import qualified
+
+            for fn in (self.baseline, self.optimized, self.inputs, *([self.prepare] if self.prepare else [])):
+                qualified(fn)
+        elif self.prepare is not None:
+            raise ValueError(f"case {self.name}: prepare belongs to a cold_start case")
         if not 0 < self.workload_tolerance < 1:
             raise ValueError(f"case {self.name}: workload_tolerance is relative, in (0, 1), got "
                              f"{self.workload_tolerance!r}")

@@ -151,7 +151,7 @@ def sample_pair(backend: TimingBackend, base: Callable[..., Any], opt: Callable[
                 arg_sets: Sequence[Sequence[Any]], *, cold: bool, budget_s: float, gate: Gate | None,
                 telemetry: Any = None, hide_dispatch: bool = True, min_rounds: int = MIN_ROUNDS,
                 compute_only: Callable[..., Any] | None = None, ranks: Ranks | None = None,
-                timed_phase: Callable[[], ContextManager[Any]] = nullcontext) -> Samples:
+                timed_phase: Callable[[], ContextManager[Any]] = nullcontext, warm: bool = True) -> Samples:
     """Warm up, then time interleaved cycles over the input placements until the gate is decided or the budget is
     spent. Fewer placements are used when the budget could not otherwise afford ``min_rounds`` cycles.
 
@@ -161,7 +161,8 @@ def sample_pair(backend: TimingBackend, base: Callable[..., Any], opt: Callable[
     placement count and the stop are rank 0's (``ranks.agree``). The deadline ends sampling after 3 cycles alone,
     but not before ``min_rounds`` on ranks: a distributed case has no gate, and this keeps the floor its own loop
     had before it came here. ``timed_phase()`` is entered after the warm-up, around the sampled cycles
-    (``arms.no_recompile``: a compile among the samples fails the case)."""
+    (``arms.no_recompile``: a compile among the samples fails the case). ``warm=False`` skips the warm-up, for
+    samples that are each a first call (``coldstart``)."""
     alone, ranks = ranks is None, ranks or LocalRanks()
     calls = [base, opt, *([compute_only] if compute_only is not None else [])]
     out = Samples()
@@ -169,7 +170,7 @@ def sample_pair(backend: TimingBackend, base: Callable[..., Any], opt: Callable[
     if telemetry is not None:
         out.telemetry.append(telemetry.sample())
     out.warmup_calls, round_ms = warm_up(backend, calls, arg_sets, cold=cold, max_s=WARMUP_SHARE * budget_s,
-                                         hide_dispatch=hide_dispatch, ranks=ranks)
+                                         hide_dispatch=hide_dispatch, ranks=ranks) if warm else (0, 0.0)
     affordable = int((1 - WARMUP_SHARE) * budget_s * 1e3 / max(round_ms * min_rounds, 1e-6))
     sets = list(arg_sets[:_agreed_count(ranks, affordable, len(arg_sets))])
     out.placements = len(sets)

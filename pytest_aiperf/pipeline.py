@@ -13,7 +13,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_aiperf import arms, checks, clocks, distributed, expectations, judging, lease, machine, measure, record
+from pytest_aiperf import arms, checks, clocks, coldstart, distributed, expectations, judging, lease, machine, measure, record
 from pytest_aiperf.cases import CaseParam
 from pytest_aiperf.device import Device, Skip
 from pytest_aiperf.judging import Judgement
@@ -21,6 +21,7 @@ from pytest_aiperf.options import Options
 from pytest_aiperf.verdict import Expected, Gate, Outcome, Verdict, gate_for, host_shift
 
 REMEASURE_FACTOR = 3.0
+COLD_START_ROUNDS = 5
 CONFIRMED = (Outcome.INCONCLUSIVE, Outcome.REGRESSED)
 
 # CUDA errors after which every later call in the process fails too (the context is corrupted).
@@ -49,6 +50,19 @@ class Location:
     module: str
     func: str
     chapter: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one case is timed: the clock, the arms as the loop calls them, their first calls (compilation) timed
+    apart, whether samples cycle over input placements (and energy is measured: neither for a stateful arm, whose
+    state is not in its inputs, nor for a cold start), and ``measure.sample_pair``'s options."""
+
+    clock: clocks.TimingBackend
+    calls: dict[str, Any]
+    first: dict[str, arms.FirstCall]
+    placements: bool
+    options: dict[str, Any]
 
 
 class Measurer:
@@ -109,28 +123,25 @@ class Measurer:
                        f"(baseline {check.err_baseline:.2g})")
         seed = param.seeds(1)[0]
         inputs = list(case.inputs(param.shape, param.dtype, seed, on))
-        arms.fresh_compiles()  # the timing shape compiles for itself, not as a dynamic shape after the checks'
-        timed = {"baseline": arms.timed(case.baseline, inputs), "optimized": arms.timed(case.optimized, inputs)}
-        first = {arm: arms.first_call(fn, inputs, backend.sync) for arm, fn in timed.items()}
+        plan = self._timing(param, backend, inputs, on)
         checks.verify(param, on, shapes=[param.shape], seeds=[seed])
         workload = case.workload(*inputs) if case.workload is not None else None
         budget = case.budget_s or self.options.budget_s
         updating = self.options.update is not None
-        timing = dict(cold=case.cache == "cold", hide_dispatch=case.host_dispatch == "hidden",
-                      telemetry=self.device.telemetry, timed_phase=functools.partial(arms.no_recompile, param.id))
+        timed, clock = plan.calls, plan.clock
 
         def dispatch() -> dict[str, dict[str, float]]:
-            return clocks.dispatch_notes(backend, timed) if timing["hide_dispatch"] else {}
+            return clocks.dispatch_notes(clock, timed) if plan.options.get("hide_dispatch", True) else {}
         peaks: dict[str, int | None] = {}
 
         def measured(placement_seed: int, budget_s: float) -> tuple[measure.Samples, Judgement]:
-            sets = [tuple(inputs)] if case.stateful else measure.placements(inputs, seed=placement_seed)
-            samples = measure.sample_pair(backend, timed["baseline"], timed["optimized"], sets, budget_s=budget_s,
-                                          gate=None if updating else gate, **timing)
+            sets = measure.placements(inputs, seed=placement_seed) if plan.placements else [tuple(inputs)]
+            samples = measure.sample_pair(clock, timed["baseline"], timed["optimized"], sets, budget_s=budget_s,
+                                          gate=None if updating else gate, **plan.options)
             if case.goal == "memory" and not peaks:  # after the warm-up, so no first-call workspace counts
-                peaks.update((arm, _peak_bytes(backend, fn, inputs, case.memory)) for arm, fn in timed.items())
-            host_bound = not timing["hide_dispatch"] or any(n["late_calls"] >= 0.5 * n["calls"]
-                                                            for n in dispatch().values())
+                peaks.update((arm, _peak_bytes(clock, fn, inputs, case.memory)) for arm, fn in timed.items())
+            host_bound = not plan.options.get("hide_dispatch", True) or any(
+                n["late_calls"] >= 0.5 * n["calls"] for n in dispatch().values())
             shift = host_shift(expected.launch_us, self.device.provenance().get("launch_us")) \
                 if expected and host_bound else None
             return samples, self._judge(param, samples, expected, gate, peaks=peaks, host_change=shift,
@@ -138,7 +149,7 @@ class Measurer:
 
         samples, judged = measured(seed, budget)
         remeasured = None
-        if judged.verdict.outcome in CONFIRMED and not updating and case.goal != "memory":
+        if judged.verdict.outcome in CONFIRMED and not updating and case.goal not in ("memory", "cold_start"):
             first_judged = judged
             samples, judged = measured(seed + 1, budget * REMEASURE_FACTOR)
             remeasured = {"verdict": first_judged.verdict.outcome.value, "speedup": first_judged.estimate.speedup,
@@ -146,21 +157,41 @@ class Measurer:
                           "reason": first_judged.verdict.reason}
             judged = _with_first(judged, first_judged)
         notes = dispatch()
-        energy = {arm: None if case.stateful else measure.energy_per_call(backend, fn, inputs, self.device.telemetry)
+        energy = {arm: measure.energy_per_call(clock, fn, inputs, self.device.telemetry) if plan.placements else None
                   for arm, fn in timed.items()}
+        first = {arm: plan.first.get(arm) for arm in timed}
         built = {arm: record.summarized(ms, wall, energy_mj=energy[arm], peak_bytes=peaks.get(arm),
-                                        dispatch=notes.get(arm), first_call_ms=first[arm].ms,
-                                        compiled_graphs=first[arm].graphs)
+                                        dispatch=notes.get(arm), first_call_ms=first[arm].ms if first[arm] else None,
+                                        compiled_graphs=first[arm].graphs if first[arm] else 0)
                  for arm, ms, wall in (("baseline", samples.base_ms, samples.base_wall_ms),
                                        ("optimized", samples.opt_ms, samples.opt_wall_ms))}
         return record.build(param, **vars(where), hardware=self.device.hardware, device=backend.device,
-                            backend=backend.name, baseline=built["baseline"], optimized=built["optimized"],
+                            backend=clock.name, baseline=built["baseline"], optimized=built["optimized"],
                             estimate=judged.estimate, noise_margin=judged.noise_margin, verdict=judged.verdict,
                             gate=gate, expected=expected, host_change=judged.host_change, remeasured=remeasured,
                             placements=samples.placements, warmup_calls=samples.warmup_calls,
                             correctness=check.to_json(), telemetry=self.device.telemetry_summary(samples.telemetry),
                             ceilings=self.device.ceilings, provenance=self.device.provenance(),
                             build_note=self.device.build_note, workload=workload, time_speedup=judged.time_speedup)
+
+    def _timing(self, param: CaseParam, backend: clocks.TimingBackend, inputs: list[Any], on: str) -> Plan:
+        """How a case is timed. Most cases: their arms' first calls (compilation) timed apart after the checks'
+        compiles are cleared, then samples over input placements under ``arms.no_recompile``. A stateful arm's
+        state is not in its inputs, so its case is timed at one placement (and without energy, which would run the
+        state on without its resets). A cold-start case: each call a fresh process (``coldstart.ColdStart``),
+        after the case's ``prepare``, with no warm-up and few rounds."""
+        case = param.case
+        if case.goal == "cold_start":
+            clock = coldstart.ColdStart(param, on, self.device.rootdir, timeout_s=self.options.timeout_s or 3600.0)
+            clock.prepare()
+            return Plan(clock, {"baseline": case.baseline, "optimized": case.optimized}, {}, False,
+                        dict(cold=False, hide_dispatch=False, warm=False, min_rounds=COLD_START_ROUNDS))
+        arms.fresh_compiles()  # the timing shape compiles for itself, not as a dynamic shape after the checks'
+        timed = {"baseline": arms.timed(case.baseline, inputs), "optimized": arms.timed(case.optimized, inputs)}
+        first = {arm: arms.first_call(fn, inputs, backend.sync) for arm, fn in timed.items()}
+        return Plan(backend, timed, first, not case.stateful,
+                    dict(cold=case.cache == "cold", hide_dispatch=case.host_dispatch == "hidden",
+                         telemetry=self.device.telemetry, timed_phase=functools.partial(arms.no_recompile, param.id)))
 
     def _judge(self, param: CaseParam, samples: measure.Samples, expected: Expected | None, gate: Gate, *,
                peaks: dict[str, int | None] | None = None, host_change: str | None = None,

@@ -109,3 +109,55 @@ def test_a_recompilation_during_timing_fails_the_case_naming_the_guard(arms_chap
     result.assert_outcomes(failed=1)
     result.stdout.re_match_lines([r".*RecompiledDuringTiming: compiled-fp32-64: torch.compile recompiled during timing.*",
                                   r".*SCALE.*"])
+
+
+COLD = '''
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pytest_aiperf import Case
+
+COMPILED = []
+
+
+def inputs(shape, dtype, seed, device):
+    return (torch.full(shape, 2.0),)
+
+
+def compile_then_run(x):
+    if not COMPILED:  # this process compiles once: every sample is a fresh process, so every sample pays it
+        time.sleep(0.08)
+        COMPILED.append(True)
+    return x * 2
+
+
+def prepare(folder):
+    Path(folder, "artifacts").write_text("compiled")
+
+
+def load_then_run(x):
+    if not COMPILED:
+        time.sleep(0.08 if not Path(os.environ["AIPERF_COLD_START_DIR"], "artifacts").exists() else 0.005)
+        COMPILED.append(True)
+    return x + x
+
+
+CASES = [Case(name="cache_artifacts", baseline=compile_then_run, optimized=load_then_run, inputs=inputs,
+              prepare=prepare, goal="cold_start", check_shapes=[(3,)], time_shapes=[(16,)], min_speedup=2.0)]
+
+
+@pytest.mark.perf_pair(*CASES)
+def test_optimized_arm_beats_baseline(pair, aiperf):
+    aiperf.run(pair)
+'''
+
+
+def test_a_cold_start_case_times_each_first_call_in_a_fresh_process(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_cold=textwrap.dedent(COLD))
+    result = pytester.runpytest_subprocess("--aiperf-backend=cpu", "--aiperf-budget=3", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.re_match_lines([r"cache_artifacts-fp32-16 +8\d(\.\d)? ms +[5-9](\.\d+)? ms .* PASS .*"])
