@@ -125,6 +125,8 @@ class Case:
     (``coldstart``): the arms and ``inputs`` must be module-level functions a fresh process can import.
     ``prepare(folder)``, for such a case, runs once in its own process before the samples and leaves in ``folder``
     what an arm reuses (saved compile artifacts), which the arms find in ``$AIPERF_COLD_START_DIR``.
+    ``goal="latency"`` gates the request-level ``metric`` ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99",
+    "e2e_p50", "e2e_p99"; ``latency.METRICS``) of arms that return their outputs and a ``latency.Timeline``.
     ``compute_only``, for an overlap pair, is the same computation without its communication, called with the same
     inputs; timed beside the arms on every rank, never verified; only for distributed cases. The report subtracts it
     from the baseline to tell the communication's time, its bus bandwidth, and how much of it the optimized arm hides.
@@ -157,6 +159,7 @@ class Case:
     workload: Callable[..., dict[str, float]] | None = None
     workload_tolerance: float = 0.05
     prepare: Callable[[str], None] | None = None
+    metric: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum() or self.name != self.name.lower():
@@ -203,6 +206,14 @@ class Case:
                 qualified(fn)
         elif self.prepare is not None:
             raise ValueError(f"case {self.name}: prepare belongs to a cold_start case")
+        if (self.goal == "latency") != (self.metric is not None):
+            raise ValueError(f"case {self.name}: a latency goal names its metric, and only a latency goal does "
+                             f"(goal {self.goal!r}, metric {self.metric!r})")
+        if self.metric is not None:
+            from pytest_aiperf.latency import METRICS
+
+            if self.metric not in METRICS:
+                raise ValueError(f"case {self.name}: metric {self.metric!r} is not one of {METRICS}")
         if not 0 < self.workload_tolerance < 1:
             raise ValueError(f"case {self.name}: workload_tolerance is relative, in (0, 1), got "
                              f"{self.workload_tolerance!r}")

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 from pytest_aiperf import tokens
 from pytest_aiperf.cases import CaseParam, format_shape
+from pytest_aiperf.latency import Timeline
 
 BOUND = {"fp64": 1e-12, "fp32": 1e-4, "tf32": 3e-3, "fp16": 5e-3, "bf16": 3e-2, "fp8e4m3": 1.5e-1}
 K = 2.0
@@ -64,7 +65,8 @@ def torch_dtype(name: str) -> Any:
 
 
 def as_tuple(out: Any) -> tuple[Any, ...]:
-    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+    """An arm's outputs as a tuple, without a latency arm's ``Timeline`` (when tokens were seen, not what they are)."""
+    return tuple(o for o in (out if isinstance(out, (tuple, list)) else (out,)) if not isinstance(o, Timeline))
 
 
 def upcast(inputs: Sequence[Any]) -> list[Any]:

@@ -13,7 +13,8 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_aiperf import arms, checks, clocks, coldstart, distributed, expectations, judging, lease, machine, measure, record
+from pytest_aiperf import (arms, checks, clocks, coldstart, distributed, expectations, judging, latency, lease, machine,
+                           measure, record)
 from pytest_aiperf.cases import CaseParam
 from pytest_aiperf.device import Device, Skip
 from pytest_aiperf.judging import Judgement
@@ -162,9 +163,10 @@ class Measurer:
         first = {arm: plan.first.get(arm) for arm in timed}
         built = {arm: record.summarized(ms, wall, energy_mj=energy[arm], peak_bytes=peaks.get(arm),
                                         dispatch=notes.get(arm), first_call_ms=first[arm].ms if first[arm] else None,
-                                        compiled_graphs=first[arm].graphs if first[arm] else 0)
-                 for arm, ms, wall in (("baseline", samples.base_ms, samples.base_wall_ms),
-                                       ("optimized", samples.opt_ms, samples.opt_wall_ms))}
+                                        compiled_graphs=first[arm].graphs if first[arm] else 0,
+                                        latency=clock.summary(fn) if isinstance(clock, latency.Latency) else None)
+                 for arm, fn, ms, wall in (("baseline", timed["baseline"], samples.base_ms, samples.base_wall_ms),
+                                           ("optimized", timed["optimized"], samples.opt_ms, samples.opt_wall_ms))}
         return record.build(param, **vars(where), hardware=self.device.hardware, device=backend.device,
                             backend=clock.name, baseline=built["baseline"], optimized=built["optimized"],
                             estimate=judged.estimate, noise_margin=judged.noise_margin, verdict=judged.verdict,
@@ -178,7 +180,8 @@ class Measurer:
         """How a case is timed. Most cases: their arms' first calls (compilation) timed apart after the checks'
         compiles are cleared, then samples over input placements under ``arms.no_recompile``. A stateful arm's
         state is not in its inputs, so its case is timed at one placement (and without energy, which would run the
-        state on without its resets). A cold-start case: each call a fresh process (``coldstart.ColdStart``),
+        state on without its resets). A latency case: its declared request-level metric is the sample
+        (``latency.Latency``), at one placement. A cold-start case: each call a fresh process (``coldstart.ColdStart``),
         after the case's ``prepare``, with no warm-up and few rounds."""
         case = param.case
         if case.goal == "cold_start":
@@ -189,6 +192,9 @@ class Measurer:
         arms.fresh_compiles()  # the timing shape compiles for itself, not as a dynamic shape after the checks'
         timed = {"baseline": arms.timed(case.baseline, inputs), "optimized": arms.timed(case.optimized, inputs)}
         first = {arm: arms.first_call(fn, inputs, backend.sync) for arm, fn in timed.items()}
+        if case.goal == "latency":
+            return Plan(latency.Latency(backend, case.metric), timed, first, False,
+                        dict(cold=False, hide_dispatch=False, timed_phase=functools.partial(arms.no_recompile, param.id)))
         return Plan(backend, timed, first, not case.stateful,
                     dict(cold=case.cache == "cold", hide_dispatch=case.host_dispatch == "hidden",
                          telemetry=self.device.telemetry, timed_phase=functools.partial(arms.no_recompile, param.id)))

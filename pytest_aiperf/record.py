@@ -59,6 +59,8 @@ Arm record::
     first_call_ms  wall time of the arm's first call on the timing inputs, synchronized: its compilation (torch.compile,
                    Triton autotuning, graph capture), never among the samples; None for distributed cases
     compiled_graphs graphs torch.compile compiled during that first call
+    latency        for the latency goal, the median over calls of each request-level metric (ttft/tpot/e2e p50 and
+                   p99 in ms, tokens_per_s), of which the declared one is the samples; None otherwise
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ VERDICTS = ("PASS", "REGRESSED", "IMPROVED", "INCONCLUSIVE")
 
 def arm(samples_ms: list[float], *, median_ms: float, q1_ms: float, q3_ms: float, wall_median_ms: float,
         energy_mj: float | None = None, peak_bytes: int | None = None, dispatch: dict[str, Any] | None = None,
-        first_call_ms: float | None = None, compiled_graphs: int = 0) -> dict[str, Any]:
+        first_call_ms: float | None = None, compiled_graphs: int = 0,
+        latency: dict[str, float] | None = None) -> dict[str, Any]:
     return {
         "samples_ms": [float(s) for s in samples_ms],
         "median_ms": float(median_ms),
@@ -84,19 +87,21 @@ def arm(samples_ms: list[float], *, median_ms: float, q1_ms: float, q3_ms: float
         "dispatch": dispatch,
         "first_call_ms": None if first_call_ms is None else float(first_call_ms),
         "compiled_graphs": int(compiled_graphs),
+        "latency": latency,
     }
 
 
 def summarized(samples_ms: Sequence[float], wall_ms: Sequence[float] | None = None, *, energy_mj: float | None = None,
                peak_bytes: int | None = None, dispatch: dict[str, Any] | None = None,
-               first_call_ms: float | None = None, compiled_graphs: int = 0) -> dict[str, Any]:
+               first_call_ms: float | None = None, compiled_graphs: int = 0,
+        latency: dict[str, float] | None = None) -> dict[str, Any]:
     """The arm record of timed samples and of their wall times (``wall_ms``; None where the samples are their own
     wall time, as a distributed case's slowest rank per round)."""
     stats = arm_stats(samples_ms)
     wall = stats if wall_ms is None else arm_stats(wall_ms)
     return arm(samples_ms, median_ms=stats.median_ms, q1_ms=stats.q1_ms, q3_ms=stats.q3_ms,
                wall_median_ms=wall.median_ms, energy_mj=energy_mj, peak_bytes=peak_bytes, dispatch=dispatch,
-               first_call_ms=first_call_ms, compiled_graphs=compiled_graphs)
+               first_call_ms=first_call_ms, compiled_graphs=compiled_graphs, latency=latency)
 
 
 def build(param: Any, *, chapter: str, nodeid: str, module: str, func: str, hardware: str, device: str,

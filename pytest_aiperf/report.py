@@ -200,6 +200,21 @@ def memory_block(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def latency_block(records: list[dict[str, Any]]) -> str:
+    """For each latency case, both arms' request-level metrics (medians over calls): TTFT and TPOT p50/p99 in ms and
+    output tokens per second."""
+    lines = []
+    for r in sorted(records, key=lambda r: r["key"]):
+        base, opt = ((r.get(arm) or {}).get("latency") or {} for arm in ("baseline", "optimized"))
+        if not base or not opt:
+            continue
+        names = ["ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99"]
+        parts = [f"{n} {format_ms(base[n])} -> {format_ms(opt[n])}" for n in names]
+        parts.append(f"tokens/s {format_rate(base['tokens_per_s'])} -> {format_rate(opt['tokens_per_s'])}")
+        lines.append(f"{r['key']}: {'; '.join(parts)}")
+    return "\n".join(["request latency (baseline -> optimized, medians over calls):", *lines]) if lines else ""
+
+
 def update_table(changes: Iterable[ChangeLike]) -> str:
     """The expectation entries an update touched, with old and new speedups, the relative change and the noise
     margins (``+-16.5% -> +-221%``), then one line per detail (why a case was refused, repaired or not written)."""

@@ -116,10 +116,12 @@ class Reporter:
 
     def write_summary(self, terminalreporter: Any) -> None:
         records = self.records
-        for block in (report.summary_table(records), scaling.scaling_block(records), report.host_note(records),
-                      report.compile_block(records), report.memory_block(records), report.failures_block(records),
-                      report.below_floor_block(records), report.floor_note(records), report.update_table(self.changes),
-                      report.stale_block(self.stale, self.config.rootpath), "\n".join(self.problems)):
+        blocks = (report.summary_table(records), scaling.scaling_block(records), report.host_note(records),
+                  report.compile_block(records), report.memory_block(records), report.latency_block(records),
+                  report.failures_block(records), report.below_floor_block(records), report.floor_note(records),
+                  report.update_table(self.changes), report.stale_block(self.stale, self.config.rootpath),
+                  "\n".join(self.problems))
+        for block in blocks:
             if block:
                 terminalreporter.write_line(block)
 

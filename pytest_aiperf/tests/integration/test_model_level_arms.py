@@ -161,3 +161,50 @@ def test_a_cold_start_case_times_each_first_call_in_a_fresh_process(pytester: py
     result = pytester.runpytest_subprocess("--aiperf-backend=cpu", "--aiperf-budget=3", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     result.stdout.re_match_lines([r"cache_artifacts-fp32-16 +8\d(\.\d)? ms +[5-9](\.\d+)? ms .* PASS .*"])
+
+
+SERVING = '''
+import time
+
+import pytest
+import torch
+
+from pytest_aiperf import Case
+from pytest_aiperf.latency import Timeline
+
+
+def inputs(shape, dtype, seed, device):
+    requests, new_tokens = shape
+    return (torch.arange(requests * new_tokens).reshape(requests, new_tokens) % 7,)
+
+
+def engine(step_s):
+    def run(tokens):
+        timeline = Timeline()
+        start = time.perf_counter()
+        requests = [timeline.add(start) for _ in range(tokens.shape[0])]
+        for _ in range(tokens.shape[1]):
+            time.sleep(step_s)  # one decode step of every request
+            for r in requests:
+                timeline.tokens(r)
+        return tokens.clone(), timeline
+    return run
+
+
+CASES = [Case(name="decode_steps", baseline=engine(0.002), optimized=engine(0.0005), inputs=inputs,
+              goal="latency", metric="tpot_p50", check_shapes=[(2, 3)], time_shapes=[(4, 8)], min_speedup=2.0)]
+
+
+@pytest.mark.perf_pair(*CASES)
+def test_optimized_arm_beats_baseline(pair, aiperf):
+    aiperf.run(pair)
+'''
+
+
+def test_a_latency_case_is_gated_on_its_declared_request_metric(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_serving=textwrap.dedent(SERVING))
+    result = pytester.runpytest_subprocess("--aiperf-backend=cpu", "--aiperf-budget=0.5", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.re_match_lines([r"decode_steps-fp32-4x8 +2\.\d+ ms +0?\.?[5-9]\d* ?[um]s .* PASS .*",
+                                  r"request latency \(baseline -> optimized, medians over calls\):",
+                                  r"decode_steps-fp32-4x8: ttft_p50 2\.\d+ ms -> .*tpot_p50 2\.\d+ ms -> .*tokens/s .*"])
