@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_aiperf.latency import Latency, Timeline, metrics, percentile
 from pytest_aiperf.clocks import CpuClock
+from pytest_aiperf.latency import Latency, Timeline, metrics, percentile
 
 
 def test_ttft_tpot_and_throughput_come_from_arrivals_and_token_times() -> None:
