@@ -156,9 +156,14 @@ def test_optimized_arm_beats_baseline(pair, aiperf):
 '''
 
 
+def run_chapter(pytester: pytest.Pytester, source: str, budget: str) -> pytest.RunResult:
+    """A one-case chapter run on the CPU clock in its own process."""
+    pytester.makepyfile(test_chapter=textwrap.dedent(source))
+    return pytester.runpytest_subprocess("--aiperf-backend=cpu", f"--aiperf-budget={budget}", "-p", "no:cacheprovider")
+
+
 def test_a_cold_start_case_times_each_first_call_in_a_fresh_process(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_cold=textwrap.dedent(COLD))
-    result = pytester.runpytest_subprocess("--aiperf-backend=cpu", "--aiperf-budget=3", "-p", "no:cacheprovider")
+    result = run_chapter(pytester, COLD, "3")
     result.assert_outcomes(passed=1)
     result.stdout.re_match_lines([r"cache_artifacts-fp32-16 +8\d(\.\d)? ms +[5-9](\.\d+)? ms .* PASS .*"])
 
@@ -202,8 +207,7 @@ def test_optimized_arm_beats_baseline(pair, aiperf):
 
 
 def test_a_latency_case_is_gated_on_its_declared_request_metric(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_serving=textwrap.dedent(SERVING))
-    result = pytester.runpytest_subprocess("--aiperf-backend=cpu", "--aiperf-budget=0.5", "-p", "no:cacheprovider")
+    result = run_chapter(pytester, SERVING, "0.5")
     result.assert_outcomes(passed=1)
     result.stdout.re_match_lines([r"decode_steps-fp32-4x8 +2\.\d+ ms +0?\.?[5-9]\d* ?[um]s .* PASS .*",
                                   r"request latency \(baseline -> optimized, medians over calls\):",
