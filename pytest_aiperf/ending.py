@@ -94,8 +94,8 @@ class SigtermInterrupts:
 
     @classmethod
     def install(cls, config: pytest.Config, dog: watchdog.Watchdog) -> None:
-        """Handle SIGTERM until ``pytest_unconfigure``, unless it already has a handler or this is not the main
-        thread (only the main thread may set one)."""
+        """Handle SIGTERM until ``pytest_unconfigure``, unless it already has a handler (this one, installed
+        already, included) or this is not the main thread (only the main thread may set one)."""
         if threading.current_thread() is not threading.main_thread() or \
                 signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
             return

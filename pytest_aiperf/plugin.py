@@ -110,7 +110,8 @@ def pytest_configure(config: pytest.Config) -> None:
     reporter = Reporter(config, opts, config.stash[COLLECTION], hardware=partial(_hardware, config),
                         last_durations=cached_durations(config))
     config.pluginmanager.register(reporter, "aiperf-reporter")
-    ending.SigtermInterrupts.install(config, config.stash[WATCHDOG])
+    if options.opted_in(config, DEFAULTS):
+        ending.SigtermInterrupts.install(config, config.stash[WATCHDOG])
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
@@ -164,6 +165,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             collection.add_item(_chapter(item), _kernel_dir(item))
     if collection.perf_items and not hasattr(config, "workerinput"):
         _validate_expectations(config, collection.chapters)
+        ending.SigtermInterrupts.install(config, config.stash[WATCHDOG])
 
 
 def _validate_expectations(config: pytest.Config, chapters: set[str]) -> None:

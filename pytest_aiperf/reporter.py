@@ -91,7 +91,7 @@ class Reporter:
             if session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
         cache = getattr(self.config, "cache", None)
-        if cache is not None and self.durations:
+        if cache is not None and self.durations and self.collection.known:  # a run with perf cases
             cache.set(DURATIONS, workers.merged_durations(self.last_durations, self.durations))
 
     def finish(self) -> None:
