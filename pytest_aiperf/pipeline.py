@@ -1,6 +1,7 @@
 """One case, one way through, in the process that measures it: look up its expectation (once), check both arms
-against the reference, measure them, judge the speedup (measuring again at fresh placements when the first verdict
-is REGRESSED or INCONCLUSIVE), and build the record once.
+against the reference, plan how the case is timed (``Plan``: the clock, and each arm's first call, which compiles,
+timed apart), measure them, judge the speedup (measuring again at fresh placements when the first verdict is
+REGRESSED or INCONCLUSIVE), and build the record once.
 
 ``Measurer`` is this process's measuring role: the device, the expectations it reads, and whether a sticky CUDA
 error has already lost the context. Each case holds the GPUs it uses alone (``lease``).
