@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import pytest
 
-from pytest_aiperf import benchexport, expectations, report, scaling, workers
+from pytest_aiperf import benchexport, expectations, notes, report, scaling, workers
 from pytest_aiperf.collection import Collection
 from pytest_aiperf.options import Options
 
@@ -116,9 +116,9 @@ class Reporter:
 
     def write_summary(self, terminalreporter: Any) -> None:
         records = self.records
-        blocks = (report.summary_table(records), scaling.scaling_block(records), report.host_note(records),
-                  report.compile_block(records), report.memory_block(records), report.latency_block(records),
-                  report.failures_block(records), report.below_floor_block(records), report.floor_note(records),
+        blocks = (report.summary_table(records), scaling.scaling_block(records), notes.host_note(records),
+                  notes.compile_block(records), notes.memory_block(records), notes.latency_block(records),
+                  notes.failures_block(records), notes.below_floor_block(records), notes.floor_note(records),
                   report.update_table(self.changes), report.stale_block(self.stale, self.config.rootpath),
                   "\n".join(self.problems))
         for block in blocks:

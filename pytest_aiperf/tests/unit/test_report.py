@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_aiperf import report
+from pytest_aiperf import notes, report
 from pytest_aiperf.record import arm
 
 GIB = 1024**3
@@ -180,14 +180,14 @@ def test_failures_block_lists_regressed_and_inconclusive_with_their_reasons() ->
         make_record(key="slow-fp32-1", verdict="REGRESSED", reason="speedup 2.41x [2.38, 2.44] is below the band"),
         make_record(key="noisy-fp32-1", verdict="INCONCLUSIVE", reason="the interval straddles the gate; noise"),
     ]
-    assert report.failures_block(records) == (
+    assert notes.failures_block(records) == (
         "noisy-fp32-1: the interval straddles the gate; noise\n"
         "slow-fp32-1: speedup 2.41x [2.38, 2.44] is below the band"
     )
 
 
 def test_failures_block_is_empty_when_nothing_failed() -> None:
-    assert report.failures_block([make_record(), make_record(key="x", verdict="IMPROVED")]) == ""
+    assert notes.failures_block([make_record(), make_record(key="x", verdict="IMPROVED")]) == ""
 
 
 @dataclass(frozen=True)
@@ -288,18 +288,41 @@ def test_a_case_below_its_floor_is_named_even_when_its_expectation_passes_it() -
     win = make_record(speedup=3.0, min_speedup=1.5)
     declared = make_record(key="side_stream_ema-bf16-4096", speedup=1.01, min_speedup=1.05, verdict="PASS",
                            known_loss="the EMA hides behind a GEMM that already fills the GPU")
-    assert report.below_floor_block([win, loss, declared]) == (
+    assert notes.below_floor_block([win, loss, declared]) == (
         "2 cases below the floor, 1 with a declared known loss\n"
         "l2_blocking-fp32-1024x256000: 0.80x is below its min_speedup floor 1.10x on h100: "
         "the optimization does not deliver its claim here\n"
         "side_stream_ema-bf16-4096: 1.01x is below its min_speedup floor 1.05x on h100: declared known loss "
         "(the EMA hides behind a GEMM that already fills the GPU)")
-    assert report.below_floor_block([win]) == ""
+    assert notes.below_floor_block([win]) == ""
 
 
 def test_host_note_names_the_pinned_cpus_with_their_model_and_each_build_once() -> None:
     prov = {"host_cpus": "host CPUs 1,2 of 16 (launch 7.3 us)", "host_cpu_model": "Intel Xeon Platinum 8480+"}
     records = [{"provenance": prov, "build": "CUDA build: 15 sources in 0.0 s"},
                {"provenance": prov, "build": "CUDA build: 15 sources in 0.0 s"}, {"provenance": None}]
-    assert report.host_note(records) == ("host CPUs 1,2 of 16 (launch 7.3 us) on Intel Xeon Platinum 8480+\n"
+    assert notes.host_note(records) == ("host CPUs 1,2 of 16 (launch 7.3 us) on Intel Xeon Platinum 8480+\n"
                                          "CUDA build: 15 sources in 0.0 s")
+
+
+def test_first_calls_that_compiled_are_listed_with_their_steady_times() -> None:
+    compiled = make_record(key="compile_block-bf16-16384")
+    compiled["optimized"] = {**compiled["optimized"], "first_call_ms": 41200.0, "compiled_graphs": 3,
+                             "wall_median_ms": 1.2}
+    autotuned = make_record(key="autotuned-bf16-8")
+    autotuned["baseline"] = {**autotuned["baseline"], "first_call_ms": 250.0, "compiled_graphs": 0,
+                             "wall_median_ms": 2.0}
+    quick = make_record(key="quick-fp32-8")
+    quick["baseline"] = {**quick["baseline"], "first_call_ms": 50.0, "compiled_graphs": 0, "wall_median_ms": 2.0}
+    assert notes.compile_block([quick, compiled, autotuned]) == (
+        "first calls that compiled (outside the samples):\n"
+        "autotuned-bf16-8: baseline 250 ms (steady 2 ms)\n"
+        "compile_block-bf16-16384: optimized 41.2 s, 3 graphs (steady 1.2 ms)")
+    assert notes.compile_block([quick]) == ""
+
+
+def test_a_memory_case_shows_its_memory_ratio_and_its_time_ratio() -> None:
+    rec = make_record(key="activation_checkpointing-bf16-16x4x4096", goal="memory", speedup=4.4,
+                      time_speedup=[0.77, 0.76, 0.78])
+    assert notes.memory_block([rec, make_record()]) == (
+        "activation_checkpointing-bf16-16x4x4096: peak memory 4.40x lower; time ratio 0.77x [0.76, 0.78]")
