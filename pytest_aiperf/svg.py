@@ -157,8 +157,9 @@ def _plot(pairs: Sequence[Pair], roofs: Sequence[Roof], xr: tuple[float, float],
                      f'<circle class="v-{verdict}" cx="{_n(ox)}" cy="{_n(oy)}" r="4">'
                      f'{_title(f"{pair.label} (optimized): {pair.optimized_note}")}</circle></g>')
     legend, low = width - right + 8, height - bottom
-    parts.append(f'<circle class="base legend" cx="{legend}" cy="{low - 24}" r="3.5"/><text x="{legend + 8}" y="{low - 21}">'
-                 f'baseline</text><circle class="v-PASS" cx="{legend}" cy="{low - 8}" r="4"/>'
+    parts.append(f'<circle class="base legend" cx="{legend}" cy="{low - 24}" r="3.5"/>'
+                 f'<text x="{legend + 8}" y="{low - 21}">baseline</text>'
+                 f'<circle class="v-PASS" cx="{legend}" cy="{low - 8}" r="4"/>'
                  f'<text x="{legend + 8}" y="{low - 5}">optimized</text></svg>')
     return "".join(parts)
 

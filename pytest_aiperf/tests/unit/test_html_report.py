@@ -171,6 +171,7 @@ def test_a_case_id_is_read_from_its_node_id():
 
 def test_a_failed_case_shows_the_exception_line_of_its_traceback():
     text = ("E   KeyError: first\n\nDuring handling of the above exception, another exception occurred:\n"
-            "def test():\n>       aiperf.run(pair)\nE       ValueError: bad input\nE       second line\n\nt.py:4: ValueError")
+            "def test():\n>       aiperf.run(pair)\nE       ValueError: bad input\nE       second line\n\n"
+            "t.py:4: ValueError")
     assert html_report.error_line(text) == "ValueError: bad input"
     assert html_report.error_line("t.py:4: ValueError\n") == "t.py:4: ValueError"
