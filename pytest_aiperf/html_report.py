@@ -171,7 +171,8 @@ def goal_metric(rec: dict[str, Any]) -> str:
     parts = []
     if rec.get("goal") == "memory":
         base, opt = (rec.get(arm) or {} for arm in ("baseline", "optimized"))
-        parts.append(f"peak {format_bytes(base.get('peak_bytes'))} -> {format_bytes(opt.get('peak_bytes'))}")
+        parts.append(f"peak {format_bytes(base.get('peak_bytes'))} -> {format_bytes(opt.get('peak_bytes'))} "
+                     f"({format_ratio(rec['speedup'])}x lower)")
         if rec.get("time_speedup"):
             ratio, lo, hi = rec["time_speedup"]
             parts.append(f"time {format_ratio(ratio)}x [{format_ratio(lo)}, {format_ratio(hi)}]")

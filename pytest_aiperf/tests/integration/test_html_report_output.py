@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import signal
+
+import pytest
 
 from pytest_aiperf.tests.integration.conftest import FAST
-from pytest_aiperf.tests.integration.test_cancelled_runs import HANGS, WRONG, add_cases
+from pytest_aiperf.tests.integration.test_cancelled_runs import HANGS, WRONG, add_cases, end_with, start_run
 from pytest_aiperf.tests.integration.test_outputs_and_xdist import SECOND_CASE, two_cases  # noqa: F401 (fixture)
 
 
@@ -39,3 +42,12 @@ def test_a_run_that_the_watchdog_ends_still_writes_its_report(chapter):
     assert sorted(rows(html)) == [("double-fp32-1024", "PASS"), ("hangs-fp32-1024", "FAILED"),
                                   ("wrong-fp32-1024", "FAILED")]
     assert '<p class="early">This run ended early: ' in html and "ran past its time limit of 3 s" in html
+
+
+def test_a_run_that_sigterm_interrupts_writes_the_report_of_the_cases_that_finished(chapter):
+    add_cases(chapter, HANGS)
+    proc, output = start_run(chapter, "--aiperf-html=report.html")
+    assert end_with(proc, signal.SIGTERM) == pytest.ExitCode.INTERRUPTED, output.read_text()
+    html = (chapter.path / "report.html").read_text()
+    assert rows(html) == [("double-fp32-1024", "PASS")]
+    assert "This run ended early: interrupted (Ctrl-C or SIGTERM)" in html

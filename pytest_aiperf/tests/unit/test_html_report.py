@@ -89,9 +89,11 @@ def test_the_header_names_the_machine_and_the_ceilings_measured_in_the_run():
         assert fact in machine, machine
 
 
-def test_a_run_without_gpu_ceilings_says_none_were_measured():
+def test_a_run_without_gpu_ceilings_says_none_were_measured_and_charts_its_points_without_roofs():
     text = page(make_record(ceilings=None, provenance={}, backend="cpu-clock"))
     assert "none measured (the host clock measures none)" in text
+    roofline = text[text.index("<figure>"):text.index("</figure>")]
+    assert '<polyline class="roof"' not in roofline and roofline.count("<circle class=\"v-PASS\"") == 2
 
 
 def test_the_roofline_has_both_arms_of_each_case_titled_by_case_id_under_the_measured_roofs():
@@ -119,7 +121,7 @@ def test_each_row_shows_both_medians_the_interval_against_its_band_the_goal_metr
 
 def test_the_memory_goal_shows_its_peaks_and_the_time_it_costs():
     row = page({**memory_record(), "time_speedup": [0.75, 0.7, 0.8]}).split("<tr ")[1]
-    assert "<td>peak 4 GiB -&gt; 1.5 GiB; time 0.75x [0.70, 0.80]</td>" in row
+    assert "<td>peak 4 GiB -&gt; 1.5 GiB (2.67x lower); time 0.75x [0.70, 0.80]</td>" in row
 
 
 def test_the_recording_history_is_a_sparkline_of_the_pooled_speedups_with_this_run_after_them():
