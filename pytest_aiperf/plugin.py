@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from pytest_aiperf import benchexport, device, ending, expectations, machine, options, report, watchdog, workers
+from pytest_aiperf import (benchexport, device, ending, evidence, expectations, html_output, machine, options,
+                           report, watchdog, workers)
 from pytest_aiperf.cases import Case, CaseParam, chapter_of
 from pytest_aiperf.collection import Collection
 from pytest_aiperf.pipeline import Location, Measurer
@@ -32,7 +33,7 @@ HARDWARE = pytest.StashKey[str]()
 RECORD = pytest.StashKey[dict]()
 DEFAULTS = {"aiperf_update": None, "aiperf_hardware": None, "aiperf_strict": False, "aiperf_budget": None,
             "aiperf_backend": "auto", "aiperf_host_cpus": "fast", "aiperf_timeout": None,
-            "aiperf_share_gpus": False}
+            "aiperf_share_gpus": False, "aiperf_html": None, "aiperf_profile": "off"}
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -73,6 +74,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="under xdist, the order in which tests are handed to workers: 'longest-first' (default) by "
                          "each test's duration in the last run, kept in pytest's cache (tests without one go first), "
                          "so the run does not end on one worker with a long case; 'collected': as collected.")
+    group.addoption("--aiperf-html", dest="aiperf_html", default=None, metavar="PATH",
+                    help="write a self-contained HTML report of the measured cases to PATH when the run ends (also "
+                         "when the watchdog or SIGTERM ends it): verdicts, speedups against their bands, the "
+                         "roofline, each case's recording history. Default: none.")
+    group.addoption("--aiperf-profile", dest="aiperf_profile", default="off", choices=list(evidence.MODES),
+                    help="'regressed': profile one call of each arm of a REGRESSED case with torch.profiler (Chrome "
+                         "traces beside the --aiperf-html report, else in .aiperf/traces/) and name in its failure "
+                         "the kernels whose time changed most since the profile recorded with its expectation; with "
+                         "--update-expectations every recorded case is profiled. 'all': every case. Default: 'off'.")
     parser.addini("aiperf", "this project has performance pairs: act in every run, xdist workers included, before "
                             "any perf case is collected", type="bool", default=False)
     parser.addini("aiperf_budget", "sampling budget per case in seconds", type="string",
@@ -110,6 +120,7 @@ def pytest_configure(config: pytest.Config) -> None:
     reporter = Reporter(config, opts, config.stash[COLLECTION], hardware=partial(_hardware, config),
                         last_durations=cached_durations(config))
     config.pluginmanager.register(reporter, "aiperf-reporter")
+    html_output.register(config)
     if options.opted_in(config, DEFAULTS):
         ending.SigtermInterrupts.install(config, config.stash[WATCHDOG])
 
@@ -198,6 +209,7 @@ class Aiperf:
         config.stash[WATCHDOG].arm(item.nodeid, watchdog.limit(opts.timeout_s, distributed=pair.world > 1), item)
         try:
             rec = _measurer(config).run(pair, where)
+            evidence.attach(config, pair, rec)
         except device.Skip as why:
             pytest.skip(str(why))
         finally:
