@@ -17,9 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from pytest_aiperf import arms, expectations, kernel_diff
+from pytest_aiperf import arms, kernel_diff
 from pytest_aiperf.cases import CaseParam
 from pytest_aiperf.verdict import AiperfWarning
 
@@ -36,42 +34,29 @@ def wanted(mode: str, verdict: str, updating: bool) -> bool:
     return mode == "all" or (mode == "regressed" and (verdict == "REGRESSED" or updating))
 
 
-def trace_folder(config: pytest.Config) -> Path:
+def trace_folder(rootdir: Path, html: Path | None) -> Path:
     """``<report>-traces/`` beside the ``--aiperf-html`` file, else ``<rootdir>/.aiperf/traces/``."""
-    html = config.getoption("aiperf_html", None)
-    if html:
-        report = Path(config.invocation_params.dir, html)
-        return report.with_name(f"{report.stem}-traces")
-    return config.rootpath / TRACES
+    return html.with_name(f"{html.stem}-traces") if html is not None else rootdir / TRACES
 
 
-def attach(config: pytest.Config, pair: CaseParam, rec: dict[str, Any]) -> None:
-    """Profile the case of ``rec`` where the run's mode asks for it: adds ``profile`` and ``traces`` to ``rec``, and
-    for a REGRESSED case the kernel evidence to its ``reason`` (the failure message)."""
-    mode = config.getoption("aiperf_profile", "off")
-    if pair.world > 1 or not wanted(mode, rec["verdict"], config.getoption("aiperf_update") is not None):
-        return
+def gather(pair: CaseParam, device: str, verdict: str, *, mode: str, updating: bool, folder: Path,
+           recorded: Any) -> tuple[dict[str, dict[str, float]] | None, dict[str, str] | None, str]:
+    """Profile the case where ``mode`` asks for it: ``(profile, traces, note)``, the note to append to a REGRESSED
+    case's reason (the kernels that changed most since the ``recorded`` profile, or why none was captured); ""
+    otherwise. A profiler that fails loses no measurement: a passing case only warns."""
+    if pair.world > 1 or not wanted(mode, verdict, updating):
+        return None, None, ""
     try:
-        rec["profile"], rec["traces"] = capture(pair, rec["device"], trace_folder(config))
+        profile, traces = capture(pair, device, folder)
     except Exception as exc:  # the profiler's failure is no reason to lose the case's measurement
         note = f"no kernel profile: {type(exc).__name__}: {exc}"
-        if rec["verdict"] == "REGRESSED":
-            rec["reason"] = f"{rec['reason']}; {note}"
-        else:
-            warnings.warn(ProfileNotCaptured(f"{pair.id}: {note}"), stacklevel=2)
-        return
-    if rec["verdict"] == "REGRESSED":
-        recorded = recorded_profile(config.rootpath / config.getini("aiperf_expectations"), rec)
-        rec["reason"] = f"{rec['reason']}; kernels: {kernel_diff.evidence(recorded, rec['profile'])}"
-
-
-def recorded_profile(root: Path, rec: dict[str, Any]) -> Any:
-    """The ``profile`` stored in the case's expectation entry (None without an entry, or one without a profile)."""
-    try:
-        entry = expectations.Store(root, rec["hardware"], lenient=True).get(rec["chapter"], rec["key"])
-    except expectations.ExpectationsError:
-        return None
-    return (entry or {}).get("profile")
+        if verdict == "REGRESSED":
+            return None, None, note
+        warnings.warn(ProfileNotCaptured(f"{pair.id}: {note}"), stacklevel=2)
+        return None, None, ""
+    if verdict != "REGRESSED":
+        return profile, traces, ""
+    return profile, traces, f"kernels: {kernel_diff.evidence(recorded, profile)}"
 
 
 def capture(pair: CaseParam, device: str, folder: Path) -> tuple[dict[str, dict[str, float]], dict[str, str]]:

@@ -246,3 +246,15 @@ def git_commit(cwd: Path) -> tuple[str | None, bool | None]:
     if status.returncode != 0:
         return head.stdout.strip() or None, None
     return head.stdout.strip() or None, bool(status.stdout.strip())
+
+
+def validate(root: Path, hardware: str, chapters: set[str], *, lenient: bool = False) -> None:
+    """Read the files of ``chapters`` for ``hardware`` and every ``<n>x_<hardware>``, raising ``ExpectationsError``
+    for one that cannot be used (``lenient``: malformed entries are allowed, since an update replaces them)."""
+    root = Path(root)
+    if not root.is_dir():
+        return
+    for folder in [hardware, *sorted(p.name for p in root.glob(f"*x_{hardware}") if p.is_dir())]:
+        store = Store(root, folder, lenient=lenient)
+        for chapter in sorted(chapters):
+            store.get(chapter, "")

@@ -36,7 +36,8 @@ def record_problem(record: dict) -> str | None:
 def entry_from_record(record: dict, *, date: str, commit: str | None, dirty: bool | None) -> dict:
     """The expectations entry of one measured record (see record.py), stamped with when and from which commit; it
     keeps the record's timing backend as ``timing``, its ``known_loss`` when the case declares one, and the
-    ``workload`` statistics it was measured at.
+    ``workload`` statistics it was measured at, and with ``--aiperf-profile`` each arm's time per kernel
+    (``profile``), which a later regression's message compares with.
     Raises ValueError for a record that ``load`` would refuse to read back (no positive speedup, a noise margin
     outside 0..``MAX_MARGIN``, ...), so no file is ever written that the next session cannot use."""
     problem = record_problem(record)
@@ -65,6 +66,8 @@ def entry_from_record(record: dict, *, date: str, commit: str | None, dirty: boo
         entry["known_loss"] = reason
     if record.get("workload"):
         entry["workload"] = dict(record["workload"])
+    if record.get("profile"):
+        entry["profile"] = record["profile"]
     problem = entry_problem(entry)
     if problem is not None:
         raise ValueError(f"{record['key']}: cannot record an entry that {problem}")

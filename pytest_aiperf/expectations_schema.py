@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from pytest_aiperf import kernel_diff
+
 FORMAT = 1
 MAX_MARGIN = 1.0  # the widest band an expectation may hold: [E / (1 + m), E * (1 + m)] = [E/2, 2E]
 
@@ -91,8 +93,8 @@ def entry_problem(entry: Any) -> str | None:
     ``provenance`` (absent or an object; its ``gpu`` a string, its ``launch_us`` null or positive), ``recordings``
     (absent or a list of objects with a positive ``speedup``, a non-negative ``noise_margin``, positive
     ``launch_us``/``baseline_ms``/``optimized_ms`` and a string ``gpu``, each where not null), ``timing`` (absent or
-    a string), ``known_loss`` (absent or a non-empty string) and ``workload`` (absent or an object of finite
-    numbers)."""
+    a string), ``known_loss`` (absent or a non-empty string), ``workload`` (absent or an object of finite numbers)
+    and ``profile`` (absent or ``kernel_diff.valid``)."""
     if not isinstance(entry, dict):
         return f"is {type(entry).__name__}, expected an object"
     speedup, margin = entry.get("speedup"), entry.get("noise_margin")
@@ -132,4 +134,6 @@ def entry_problem(entry: Any) -> str | None:
     workload = entry.get("workload", {})
     if not (isinstance(workload, dict) and all(isinstance(k, str) and is_number(v) for k, v in workload.items())):
         return f"has workload {workload!r}, expected an object of statistic names and finite numbers"
+    if "profile" in entry and not kernel_diff.valid(entry["profile"]):
+        return "has a profile that is not {baseline, optimized} of kernel names to microseconds"
     return None

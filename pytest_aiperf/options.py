@@ -33,6 +33,8 @@ class Options:
     host_cpus: str = "fast"
     timeout_s: float = 300.0
     xdist_worker: bool = False
+    profile: str = "off"
+    trace_dir: Path = Path(".aiperf") / "traces"
 
 
 def seconds(text: str, *, zero: bool = False) -> float:
@@ -83,11 +85,20 @@ def from_config(config: pytest.Config) -> Options:
                       budget_s=budget_s, min_margin=min_margin,
                       expectations_dir=Path(config.getini("aiperf_expectations")),
                       host_cpus=config.getoption("aiperf_host_cpus"), timeout_s=timeout_s,
-                      xdist_worker=hasattr(config, "workerinput"))
+                      xdist_worker=hasattr(config, "workerinput"),
+                      profile=config.getoption("aiperf_profile", "off"), trace_dir=_trace_dir(config))
     mismatch = backend_mismatch(options)
     if mismatch:
         raise pytest.UsageError(mismatch)
     return options
+
+
+def _trace_dir(config: pytest.Config) -> Path:
+    """Where ``--aiperf-profile`` writes traces: beside the ``--aiperf-html`` page, else under the rootdir."""
+    from pytest_aiperf.evidence import trace_folder
+
+    html = config.getoption("aiperf_html", None)
+    return trace_folder(config.rootpath, Path(config.invocation_params.dir, html) if html else None)
 
 
 def backend_mismatch(options: Options) -> str | None:

@@ -14,8 +14,8 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_aiperf import (arms, checks, clocks, coldstart, distributed, expectations, judging, latency, lease, machine,
-                           measure, record)
+from pytest_aiperf import (arms, checks, clocks, coldstart, distributed, evidence, expectations, judging, latency, lease,
+                           machine, measure, record)
 from pytest_aiperf.cases import CaseParam
 from pytest_aiperf.device import Device, Skip
 from pytest_aiperf.judging import Judgement
@@ -158,6 +158,11 @@ class Measurer:
                           "ci": [first_judged.estimate.lo, first_judged.estimate.hi],
                           "reason": first_judged.verdict.reason}
             judged = _with_first(judged, first_judged)
+        profile, traces, evidence_note = evidence.gather(
+            param, on, judged.verdict.outcome.value, mode=self.options.profile, updating=updating,
+            folder=self.options.trace_dir, recorded=expected.profile if expected else None)
+        if evidence_note:
+            judged = _with_note(judged, evidence_note)
         notes = dispatch()
         energy = {arm: measure.energy_per_call(clock, fn, inputs, self.device.telemetry) if plan.placements else None
                   for arm, fn in timed.items()}
@@ -175,7 +180,8 @@ class Measurer:
                             placements=samples.placements, warmup_calls=samples.warmup_calls,
                             correctness=check.to_json(), telemetry=self.device.telemetry_summary(samples.telemetry),
                             ceilings=self.device.ceilings, provenance=self.device.provenance(),
-                            build_note=self.device.build_note, workload=workload, time_speedup=judged.time_speedup)
+                            build_note=self.device.build_note, workload=workload, time_speedup=judged.time_speedup,
+                            profile=profile, traces=traces)
 
     def _timing(self, param: CaseParam, backend: clocks.TimingBackend, inputs: list[Any], on: str) -> Plan:
         """How a case is timed. Most cases: their arms' first calls (compilation) timed apart after the checks'
@@ -261,6 +267,12 @@ def _peak_bytes(backend: clocks.TimingBackend, fn: Any, inputs: list[Any], memor
     if before is not None:
         before()
     return backend.peak_bytes(fn, inputs, reserved=True) if memory == "reserved" else backend.peak_bytes(fn, inputs)
+
+
+def _with_note(judged: Judgement, note: str) -> Judgement:
+    """The judgement with ``note`` (the kernel evidence of a regression) appended to its reason."""
+    return Judgement(judged.estimate, Verdict(judged.verdict.outcome, f"{judged.verdict.reason}; {note}"),
+                     judged.noise_margin, judged.host_change, judged.time_speedup)
 
 
 def _with_first(judged: Judgement, first: Judgement) -> Judgement:

@@ -19,8 +19,8 @@ import pytest
 
 from pytest_aiperf import (benchexport, device, ending, evidence, expectations, html_output, machine, options,
                            report, watchdog, workers)
-from pytest_aiperf.cases import Case, CaseParam, chapter_of
-from pytest_aiperf.collection import Collection
+from pytest_aiperf.cases import Case, CaseParam
+from pytest_aiperf.collection import Collection, chapter, kernel_dir, relpath
 from pytest_aiperf.pipeline import Location, Measurer
 from pytest_aiperf.reporter import DURATIONS, LongestFirst, Reporter, cached_durations
 from pytest_aiperf.verdict import ImprovedBeyondExpectation, InconclusiveMeasurement
@@ -160,7 +160,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if dupes:
         raise pytest.UsageError(f"{metafunc.definition.nodeid}: duplicate case ids {dupes}")
     if not marker.kwargs.get("chapter"):
-        metafunc.config.stash[COLLECTION].declare(_chapter(metafunc.definition), ids)
+        metafunc.config.stash[COLLECTION].declare(chapter(metafunc.definition), ids)
     metafunc.parametrize("pair", params, ids=ids)
 
 
@@ -173,7 +173,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.perf)
             if param.gpus > 1:
                 item.add_marker(pytest.mark.multigpu)
-            collection.add_item(_chapter(item), _kernel_dir(item))
+            collection.add_item(chapter(item), kernel_dir(item))
     if collection.perf_items and not hasattr(config, "workerinput"):
         _validate_expectations(config, collection.chapters)
         ending.SigtermInterrupts.install(config, config.stash[WATCHDOG])
@@ -182,14 +182,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _validate_expectations(config: pytest.Config, chapters: set[str]) -> None:
     """Read the collected chapters' expectation files now, so an unusable one stops the run before any case."""
     opts = config.stash[OPTIONS]
-    root = config.rootpath / opts.expectations_dir
-    hardware = _hardware(config)
-    folders = [hardware, *sorted(p.name for p in root.glob(f"*x_{hardware}") if p.is_dir())] if root.is_dir() else []
     try:
-        for folder in folders:
-            store = expectations.Store(root, folder, lenient=opts.update is not None)
-            for chapter in sorted(chapters):
-                store.get(chapter, "")
+        expectations.validate(config.rootpath / opts.expectations_dir, _hardware(config), chapters,
+                              lenient=opts.update is not None)
     except expectations.ExpectationsError as err:
         raise pytest.UsageError(str(err)) from None
 
@@ -204,12 +199,11 @@ class Aiperf:
         __tracebackhide__ = True
         item, config = self._request.node, self._request.config
         opts = config.stash[OPTIONS]
-        where = Location(nodeid=item.nodeid, module=_relpath(config, item),
-                         func=getattr(item, "originalname", item.name), chapter=_chapter(item))
+        where = Location(nodeid=item.nodeid, module=relpath(item),
+                         func=getattr(item, "originalname", item.name), chapter=chapter(item))
         config.stash[WATCHDOG].arm(item.nodeid, watchdog.limit(opts.timeout_s, distributed=pair.world > 1), item)
         try:
             rec = _measurer(config).run(pair, where)
-            evidence.attach(config, pair, rec)
         except device.Skip as why:
             pytest.skip(str(why))
         finally:
@@ -291,23 +285,3 @@ def _hardware(config: pytest.Config) -> str:
         gpus = device.visible_gpus(opts) if not opts.hardware else []
         config.stash[HARDWARE] = device.hardware_key(opts, gpus, _custom(config))
     return config.stash[HARDWARE]
-
-
-def _chapter(item: pytest.Item) -> str:
-    """The expectations file of an item: ``perf_pair(..., chapter=...)``, else from the module's path."""
-    marker = item.get_closest_marker("perf_pair")
-    return (marker.kwargs.get("chapter") if marker else None) or chapter_of(_relpath(item.config, item))
-
-
-def _kernel_dir(item: pytest.Item) -> Path:
-    """``suites/ch07/test_x.py`` -> ``<rootdir>/kernels/ch07``: where the case's CUDA sources live."""
-    parts = Path(_relpath(item.config, item)).parts
-    return item.config.rootpath.joinpath("kernels", *parts[1:-1]) if parts[:1] == ("suites",) else Path(item.path).parent
-
-
-def _relpath(config: pytest.Config, item: pytest.Item) -> str:
-    path = Path(str(item.path))
-    try:
-        return path.relative_to(config.rootpath).as_posix()
-    except ValueError:
-        return path.name

@@ -39,6 +39,9 @@ Keys (``None`` where a value was not measured)::
     compute_only   arm record of a distributed overlap pair's ``Case.compute_only``, timed beside the arms in the same
                    rounds; None for every other case
     workload       {statistic: value} from ``Case.workload`` on the timing inputs, or None
+    profile        with ``--aiperf-profile``, {"baseline": {kernel: us per call}, "optimized": {...}} of one profiled
+                   call of each arm (CUDA kernels' device time; on the CPU, operators' self time); absent otherwise
+    traces         with ``--aiperf-profile``, {"baseline": path, "optimized": path} of the Chrome traces written
     time_speedup   [ratio, lo, hi] of the arms' times for the memory goal (whose ``speedup`` is the memory ratio), or None
     correctness    {"seeds": [...], "shapes": [[...]], "err_baseline": float, "err_optimized": float,
                     "bound": float, "rule": str}
@@ -110,7 +113,8 @@ def build(param: Any, *, chapter: str, nodeid: str, module: str, func: str, hard
           remeasured: dict[str, Any] | None, placements: int, warmup_calls: int, correctness: dict[str, Any],
           telemetry: dict[str, Any] | None, ceilings: dict[str, Any] | None, provenance: dict[str, Any],
           build_note: str | None, compute_only: dict[str, Any] | None = None,
-          workload: dict[str, float] | None = None, time_speedup: SpeedupEstimate | None = None) -> dict[str, Any]:
+          workload: dict[str, float] | None = None, time_speedup: SpeedupEstimate | None = None,
+          profile: dict[str, Any] | None = None, traces: dict[str, str] | None = None) -> dict[str, Any]:
     """The record of one case (the keys above), built once from what the pipeline measured and judged.
     ``param`` is the ``CaseParam``; ``verdict`` a ``verdict.Verdict``; ``gate``/``expected`` their objects."""
     case = param.case
@@ -131,6 +135,7 @@ def build(param: Any, *, chapter: str, nodeid: str, module: str, func: str, hard
         "correctness": correctness, "provenance": provenance, "warmup_calls": warmup_calls,
         "compute_only": compute_only, "workload": workload,
         "time_speedup": None if time_speedup is None else [time_speedup.speedup, time_speedup.lo, time_speedup.hi],
+        **({"profile": profile, "traces": traces} if profile is not None else {}),
     }
 
 

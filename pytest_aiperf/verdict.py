@@ -8,7 +8,7 @@ never by the point estimate alone, so noise reads as INCONCLUSIVE rather than as
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Sequence
 
@@ -44,6 +44,7 @@ class Expected:
     optimized_ms: float | None = None
     launch_us: tuple[float, float] | None = None  # the recording hosts' kernel-launch latency, lowest and highest
     workload: dict[str, float] | None = None  # the workload statistics the speedup was recorded at
+    profile: dict[str, Any] | None = field(default=None, compare=False, repr=False)  # recorded time per kernel
 
     def __post_init__(self) -> None:
         if not self.speedup > 0:
@@ -69,6 +70,7 @@ class Expected:
             optimized_ms=arm_median("optimized"),
             launch_us=_recorded_launch(entry),
             workload=entry.get("workload") or None,
+            profile=entry.get("profile") or None,
         )
 
     def to_json(self) -> dict[str, Any]:
