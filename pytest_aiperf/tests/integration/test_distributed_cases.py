@@ -58,7 +58,7 @@ def chapter(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def test_a_distributed_case_is_timed_on_its_ranks_and_recorded_under_their_count(chapter: pytest.Pytester) -> None:
-    result = chapter.runpytest_subprocess("-m", "perf", "--aiperf-backend=cpu", "--aiperf-budget=1.5",
+    result = chapter.runpytest_subprocess("-m", "perf", "--aiperf-backend=cpu", "--aiperf-budget=3",
                                           "--update-expectations", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     result.stdout.re_match_lines([r"bucketed_allreduce-fp32-8x64-2gpus .* PASS .*"])
