@@ -2,7 +2,10 @@
 seeded request traces, contiguous and paged KV pools, paged decode attention (Triton) and bottom-right causal
 prefill attention, a packed prefill/decode/mixed model step, static, continuous and chunked-prefill schedulers,
 block-hash and radix prefix caches, and the replay loop that returns each request's tokens, its ``Timeline`` and the
-run's statistics. Both arms of a serving pair run this engine and differ only in the technique."""
+run's statistics. Both arms of a serving pair run this engine and differ only in the technique.
+
+Design references: vLLM, SGLang and gpt-fast, whose designs each module names; none of them is installed or copied.
+Each module's header gives its cost model."""
 
 from kernels.serving.engine import Chunk, Engine
 from kernels.serving.kv import ContiguousPool, KVPool, PagedPool

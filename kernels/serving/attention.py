@@ -19,7 +19,8 @@ Cost model, per layer: decode reads every cached token's keys and values once, `
 head_dim x itemsize`` bytes, and does ``4 x heads x head_dim`` flops per cached token: bandwidth-bound (Llama-3.2-1B,
 bf16: 2 KB per token, so 64 sequences of 1,024 tokens read 128 MB, ~40 us at 3.3 TB/s). The reference path moves
 the same bytes twice more (the gather writes a copy that SDPA reads). A prefill chunk of L queries over S keys does
-``4 x heads x head_dim x L x S`` flops (half of them masked on the diagonal block).
+at most ``4 x heads x head_dim x L x S`` flops; the causal mask hides L(L-1)/2 of the L x S scores, which only the
+``is_causal`` path (start 0) skips.
 """
 
 from __future__ import annotations

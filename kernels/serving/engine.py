@@ -18,8 +18,9 @@ rounding of the packed shapes.
 Cost model, per step of T packed tokens over R sampling chunks: every weight is read once (the linear layers are
 ``2 x T x params_per_layer`` flops per layer), each token's KV written once per layer, decode attention reads each
 decoding sequence's whole cache (``kernels.serving.attention``), and the LM head is ``2 x R x hidden x vocab`` flops.
-Host side, ``prepare`` builds three int64 vectors of length T and the decode rows' block tables on the CPU, and
-copies them to the device in two transfers; sampling returns R token ids, which the caller reads back with one sync.
+Host side, ``prepare`` builds three int64 vectors of length T and the decode rows' block tables on the CPU and
+copies them to the device (four small copies, plus one block table per prefill chunk that starts after position 0);
+sampling returns R token ids, which the caller reads back with one sync.
 """
 
 from __future__ import annotations

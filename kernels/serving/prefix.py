@@ -16,7 +16,8 @@ at most ``len(tokens) - 1`` tokens, so every request prefills at least one token
 only full blocks are cached, so a block is never written by two sequences (no copy-on-write).
 
 Cost model, host only: a lookup hashes (block hash) or compares (radix) each full block of the prompt once, O(prompt
-tokens); an insert likewise; ``forget`` is O(1) for the leaf blocks the pool evicts first.
+tokens); an insert likewise; ``forget`` is O(1) for the block hash and, for the radix tree, O(blocks of the node)
+for the leaf blocks the pool evicts first.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ cache. A sequence is its known tokens (prompt, then generated) and how many of t
 next one. A prefill, a chunk of it, a decode and a recompute after preemption are all such chunks.
 
 - ``StaticBatching``: the ``generate`` loop of a padded batch (Hugging Face, FasterTransformer). When nothing runs,
-  take up to ``max_batch`` waiting requests in arrival order whose KV for prompt + the batch's longest output fits
-  the pool, and reserve it all; prefill them in one step, then decode every row until the longest is done. Rows
+  take up to ``max_batch`` waiting requests in arrival order, as many as the pool can hold at prompt + the batch's
+  longest output - 1 tokens each, and reserve that; prefill them in one step, then decode every row until the longest is done. Rows
   that finish keep computing (their tokens are discarded, counted in ``discarded_tokens``), and the next batch
   waits for the whole batch. Prompts are packed, not padded: the only padding is the finished rows' steps, the
   waste continuous batching removes (padded prefill is a separate lesson).
@@ -16,9 +16,10 @@ next one. A prefill, a chunk of it, a decode and a recompute after preemption ar
   waiting requests while a slot (``max_batch``) and the pool allow; if any were admitted the step prefills their
   whole prompts (running decodes wait for it); otherwise every running sequence decodes one token. A finished
   sequence frees its slot and blocks before the next step.
-- ``ChunkedPrefill``: Sarathi-Serve's stall-free batching as vLLM v1 schedules it: each step takes every running
+- ``ChunkedPrefill``: Sarathi-Serve's stall-free batching (Agrawal et al., OSDI 2024): each step takes every running
   decode first, then continues partial prefills, then admits new requests, all within a ``token_budget`` of tokens
-  per step; prompts longer than what is left of the budget are split into chunks over several steps.
+  per step; prompts longer than what is left of the budget are split into chunks over several steps. As in vLLM
+  v1, a step that had to preempt admits nobody.
 
 Admission is limited by the pool: a request is admitted only if the pool has room for the tokens it computes now
 (after a prefix hit, which it adopts). When a running sequence cannot grow, the lowest-priority sequence not yet

@@ -2,9 +2,10 @@
 it generates.
 
 Design reference: the synthetic workloads of vLLM's ``benchmark_serving`` (Poisson arrivals at a request rate, or
-all at t=0 for offline throughput) and of the papers that evaluate on them (Orca's and vLLM's lognormal-like length
-spreads; SGLang's shared-prefix groups). Output lengths are fixed by the trace and EOS is ignored, so every arm
-generates exactly the same number of tokens per request and differs only in how it schedules them.
+all at t=0 for offline throughput) and SGLang's generated shared-prefix benchmark (groups of requests sharing a long
+prefix). Lengths are lognormal, clipped to a range: a heavy right tail, the spread that makes a static batch wait
+for its longest request. Output lengths are fixed by the trace and EOS is ignored, so every arm generates exactly
+the same number of tokens per request and differs only in how it schedules them.
 
 Everything is drawn from one CPU generator (``kernels.seeded``) in a fixed order: lengths, then arrival gaps, then
 token ids, so a trace depends only on its arguments. ``Trace.digest`` hashes the requests (arrival times to the
