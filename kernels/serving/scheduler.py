@@ -11,7 +11,8 @@ next one. A prefill, a chunk of it, a decode and a recompute after preemption ar
   longest output - 1 tokens each, and reserve that; prefill them in one step, then decode every row until the longest is done. Rows
   that finish keep computing (their tokens are discarded, counted in ``discarded_tokens``), and the next batch
   waits for the whole batch. Prompts are packed, not padded: the only padding is the finished rows' steps, the
-  waste continuous batching removes (padded prefill is a separate lesson).
+  waste continuous batching removes (padded prefill is a separate lesson). Tokens count as visible when their step
+  produces them (a streaming client), not when the batch returns.
 - ``ContinuousBatching``: Orca's iteration-level scheduling as vLLM v0 runs it by default. Every step, first admit
   waiting requests while a slot (``max_batch``) and the pool allow; if any were admitted the step prefills their
   whole prompts (running decodes wait for it); otherwise every running sequence decodes one token. A finished

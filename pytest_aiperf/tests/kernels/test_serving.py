@@ -22,6 +22,16 @@ from pytest_aiperf.latency import metrics
 BLOCK = 4
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """TINY's ops are microseconds long: intra-op threads only contend. On 2 shared cores the module took 6 s with one
+    thread, 28 s with two, and 102 s under ``-n 2`` (two workers of two threads each)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def model():
     return Decoder(TINY, seed=1, max_positions=128)
@@ -270,7 +280,7 @@ def test_chunked_and_prefix_suffix_prefills_give_the_full_prefill_logits(model, 
 def test_the_triton_engine_serves_exact_tokens(model):
     small = synthetic_trace(3, LogNormal(6, 0.5, 2, 12), 3, TINY.vocab, seed=7)
     pool = paged(16)
-    out = serve(small, model, pool, ChunkedPrefill(3, 12), attention="paged")
+    out = serve(small, model, pool, ChunkedPrefill(3, 12), attention="paged", splits=2)
     assert_served(out, small, pool, reference(model, small))
 
 
