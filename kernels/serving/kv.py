@@ -231,9 +231,12 @@ class PagedPool(KVPool):
             self.cache.clear()
 
     def ensure(self, seq: int, tokens: int) -> bool:
+        table = self.tables.get(seq)
+        if table is not None and tokens <= len(table) * self.block_size:
+            self._grow(seq, tokens)
+            return True
         self._check_lengths([tokens])
-        have = len(self.tables.get(seq, ()))
-        need = self.blocks_for(tokens) - have
+        need = self.blocks_for(tokens) - (len(table) if table else 0)
         if need > len(self.free_blocks) or not self._open(seq):
             return False
         for _ in range(need):

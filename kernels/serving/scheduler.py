@@ -44,13 +44,15 @@ from kernels.serving.prefix import BlockHashCache, RadixCache
 
 @dataclass(eq=False)
 class Seq:
-    """A request being served: its ``tokens`` (prompt, then generated), ``computed`` of them in the pool."""
+    """A request being served: its ``tokens`` (prompt, then generated), ``computed`` of them in the pool, and whether
+    it is ``active`` (in ``running``)."""
 
     index: int
     prompt_len: int
     output_len: int
     tokens: list[int]
     computed: int = 0
+    active: bool = False
 
     @property
     def generated(self) -> int:
@@ -94,8 +96,7 @@ class ServeState:
         self.pool.ensure(seq.index, tokens)
         seq.computed = len(seq.tokens) - pending
         self.stats.prefix_hit_tokens += seq.computed
-        self.waiting.popleft()
-        self.running.append(seq)
+        self.start(seq)
         return count
 
     def make_room(self, seq: Seq, tokens: int, scheduled: set[Seq]) -> bool:
@@ -108,9 +109,15 @@ class ServeState:
                 return False
         return True
 
+    def start(self, seq: Seq) -> None:
+        """Move ``seq``, the head of ``waiting``, to the end of ``running``."""
+        self.waiting.popleft()
+        self.running.append(seq)
+        seq.active = True
+
     def preempt(self, seq: Seq) -> None:
         self.pool.free(seq.index)
-        seq.computed = 0
+        seq.computed, seq.active = 0, False
         self.running.remove(seq)
         self.waiting.appendleft(seq)
         self.stats.preemptions += 1
@@ -118,7 +125,9 @@ class ServeState:
     def retire(self, seqs: list[Seq]) -> None:
         for seq in seqs:
             self.pool.free(seq.index)
-            self.running.remove(seq)
+            seq.active = False
+        if seqs:
+            self.running = [seq for seq in self.running if seq.active]
 
 
 class StaticBatching:
@@ -143,9 +152,8 @@ class StaticBatching:
             batch.append(seq)
             longest = trial
         for seq in batch:
-            state.waiting.popleft()
             pool.ensure(seq.index, seq.prompt_len + longest - 1)
-            state.running.append(seq)
+            state.start(seq)
         self.longest = longest
 
     def finished(self, state: ServeState) -> list[Seq]:
@@ -172,7 +180,7 @@ class ContinuousBatching:
             return chunks
         scheduled: set[Seq] = set()
         for seq in list(state.running):
-            if seq in state.running and state.make_room(seq, seq.computed + 1, scheduled):
+            if seq.active and state.make_room(seq, seq.computed + 1, scheduled):
                 chunks.append(seq.chunk(1))
                 scheduled.add(seq)
         return chunks
@@ -198,7 +206,7 @@ class ChunkedPrefill:
         for seq in decodes + prefills:
             if not budget:
                 break
-            if seq not in state.running:
+            if not seq.active:
                 continue
             count = min(seq.pending, budget)
             if state.make_room(seq, seq.computed + count, scheduled):
