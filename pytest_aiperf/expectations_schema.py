@@ -11,8 +11,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pytest_aiperf import kernel_diff
-
 FORMAT = 1
 MAX_MARGIN = 1.0  # the widest band an expectation may hold: [E / (1 + m), E * (1 + m)] = [E/2, 2E]
 
@@ -94,7 +92,7 @@ def entry_problem(entry: Any) -> str | None:
     (absent or a list of objects with a positive ``speedup``, a non-negative ``noise_margin``, positive
     ``launch_us``/``baseline_ms``/``optimized_ms`` and a string ``gpu``, each where not null), ``timing`` (absent or
     a string), ``known_loss`` (absent or a non-empty string), ``workload`` (absent or an object of finite numbers)
-    and ``profile`` (absent or ``kernel_diff.valid``)."""
+    and ``profile`` (absent or ``valid_profile``)."""
     if not isinstance(entry, dict):
         return f"is {type(entry).__name__}, expected an object"
     speedup, margin = entry.get("speedup"), entry.get("noise_margin")
@@ -134,6 +132,20 @@ def entry_problem(entry: Any) -> str | None:
     workload = entry.get("workload", {})
     if not (isinstance(workload, dict) and all(isinstance(k, str) and is_number(v) for k, v in workload.items())):
         return f"has workload {workload!r}, expected an object of statistic names and finite numbers"
-    if "profile" in entry and not kernel_diff.valid(entry["profile"]):
+    if "profile" in entry and not valid_profile(entry["profile"]):
         return "has a profile that is not {baseline, optimized} of kernel names to microseconds"
     return None
+
+
+def valid_profile(profile: Any) -> bool:
+    """Whether ``profile`` has the shape of a recorded kernel profile: both arms, each kernel names to finite,
+    non-negative microseconds per call."""
+    if not isinstance(profile, dict):
+        return False
+    for arm in ("baseline", "optimized"):
+        kernels = profile.get(arm)
+        if not isinstance(kernels, dict) or not all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e12
+                for k, v in kernels.items()):
+            return False
+    return True

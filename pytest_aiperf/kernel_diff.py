@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_aiperf.expectations_schema import valid_profile as valid
 from pytest_aiperf.report import format_ms
 
 ARMS = ("baseline", "optimized")
@@ -48,19 +49,6 @@ def short(kernel: str) -> str:
 
 def _us(value: float | None) -> str:
     return format_ms((value or 0.0) / 1e3)
-
-
-def valid(profile: Any) -> bool:
-    """Whether ``profile`` has the shape above (both arms, kernel names to finite non-negative microseconds)."""
-    if not isinstance(profile, dict):
-        return False
-    for arm in ARMS:
-        kernels = profile.get(arm)
-        if not isinstance(kernels, dict) or not all(
-                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e12
-                for k, v in kernels.items()):
-            return False
-    return True
 
 
 def changes(recorded: dict[str, dict[str, float]], now: dict[str, dict[str, float]], *,

@@ -36,12 +36,12 @@ def inputs(shape, dtype, seed, device):
 
 
 def baseline_double(x):
-    delay("AIPERF_TOY_BASE_MS", "3")
+    delay("AIPERF_TOY_BASE_MS", "6")
     return x * 2
 
 
 def optimized_double(x):
-    delay("AIPERF_TOY_OPT_MS", "0.5")
+    delay("AIPERF_TOY_OPT_MS", "1.5")
     return x + x
 
 

@@ -23,7 +23,7 @@ def test_a_recorded_expectation_gates_the_next_run_and_blames_the_slower_arm(run
     run_toy("--update-expectations").assert_outcomes(passed=1)
     entry = json.loads((chapter.path / "expectations/cpu/ch90_toy.json").read_text())["entries"]["double-fp32-1024"]
     assert 3 < entry["speedup"] < 12, entry
-    monkeypatch.setenv("AIPERF_TOY_OPT_MS", "1.5")
+    monkeypatch.setenv("AIPERF_TOY_OPT_MS", "3")
     result = run_toy()
     result.assert_outcomes(failed=1)
     result.stdout.re_match_lines([r".*REGRESSED: .* below the cpu band .* the optimized arm got slower.*"])
@@ -31,7 +31,7 @@ def test_a_recorded_expectation_gates_the_next_run_and_blames_the_slower_arm(run
 
 def test_a_much_faster_optimized_arm_is_improved_and_proposes_an_update(run_toy, monkeypatch):
     run_toy("--update-expectations").assert_outcomes(passed=1)
-    monkeypatch.setenv("AIPERF_TOY_BASE_MS", "9")
+    monkeypatch.setenv("AIPERF_TOY_BASE_MS", "15")
     result = run_toy()
     result.assert_outcomes(passed=1, warnings=1)
     result.stdout.re_match_lines([r".*ImprovedBeyondExpectation.*--update-expectations.*", r".* IMPROVED .*"])
