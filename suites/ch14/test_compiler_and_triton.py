@@ -1,0 +1,39 @@
+"""Chapter 14: the compiler and Triton.
+
+- compile_decoder_block: one Llama decoder block in eager HF style vs the same block through torch.compile, at
+  Llama-3.2-1B and Llama-3-8B sizes, where the GEMMs leave the compiler little to win.
+- reduce_overhead_mode: a compiled Qwen2.5-0.5B decode step launched kernel by kernel vs replayed by CUDA graph trees.
+
+Each kernel module's header has the napkin math and the predicted H100 and H200 speedups; ``min_speedup`` here is the
+conservative floor, about 70% of the low end of the prediction (never below 1.05), the claim that the technique
+wins at all on any recent GPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kernels.ch14 import compile_decoder_block, reduce_overhead_mode
+from pytest_aiperf import Case
+
+# Importing Inductor (the first compile on the GPU) imports torch.utils.mkldnn, whose TorchScript class warns that
+# torch.jit.script_method is deprecated; the ini's filterwarnings = error would fail every compiled case on it.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+
+CASES = [
+    Case(name="compile_decoder_block", baseline=compile_decoder_block.baseline_eager_hf_block,
+         optimized=compile_decoder_block.optimized_compiled_block, inputs=compile_decoder_block.inputs,
+         reference=compile_decoder_block.reference, work=compile_decoder_block.work,
+         check_shapes=[(64, 2, 17), (64, 1, 1)], time_shapes=[(2048, 8, 2048), (4096, 4, 2048)], dtypes=["bf16"],
+         min_speedup=1.05),
+    Case(name="reduce_overhead_mode", baseline=reduce_overhead_mode.baseline_compiled_default_mode,
+         optimized=reduce_overhead_mode.optimized_cuda_graph_trees, inputs=reduce_overhead_mode.inputs,
+         reference=reduce_overhead_mode.reference, work=reduce_overhead_mode.work, host_dispatch="timed",
+         check_shapes=[(64, 2, 1, 7), (64, 1, 3, 33)], time_shapes=[(896, 24, 8, 1024)], dtypes=["bf16"],
+         min_speedup=1.15),
+]
+
+
+@pytest.mark.perf_pair(*CASES)
+def test_optimized_arm_beats_baseline(pair, aiperf):
+    aiperf.run(pair)
