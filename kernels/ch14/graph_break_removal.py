@@ -1,22 +1,22 @@
 """Graph breaks that synchronize: a compiled training step that asks the host whether the gradients are finite and
 logs ``loss.item()`` vs the same step with the skip decided on the device and the losses kept on the device.
 
-Both arms are ``torch.compile`` of a whole training step of ``kernels.llm.Decoder`` (fp32 master weights, bf16
-autocast, next-token cross-entropy, ``clip_grad_norm_``, ``torch.optim.AdamW(fused=True)``), run for ``steps``
-micro-batches; the second step's loss is scaled by inf, as an overflowing loss scale or a poisoned batch would make
-it, so every run skips one update.
+Both arms train ``kernels.llm.Decoder`` (fp32 master weights, bf16 autocast, next-token cross-entropy,
+``clip_grad_norm_``, ``torch.optim.AdamW(fused=True)``) for ``steps`` micro-batches, compiled; the second step's loss
+is scaled by inf, as an overflowing loss scale or a poisoned batch would make it, so every run skips one update.
 
-- Baseline: the step as it is usually written: ``if torch.isfinite(norm): opt.step()`` and ``return loss.item()``.
-  Dynamo cannot trace either (a data-dependent branch, a scalar leaving the graph): each is a graph break at which
-  the host waits for the GPU to drain, so the optimizer's kernels and the next step's launches never overlap the
-  work queued before them.
-- Optimized: the same step with the two lines rewritten: ``found_inf`` is written on the device
-  (``~isfinite(norm)``) and handed to the fused AdamW kernel, which skips the update (and the step count) on the
-  device, the protocol GradScaler uses (``optimizer.found_inf``); the loss is returned as a tensor and the losses
-  are stacked after the last step. The host never waits, so it queues the next step while the GPU runs this one.
-  The graph breaks that stay cost no synchronization: ``backward()`` runs the compiled backward graph through the
-  autograd engine, and ``Optimizer.step`` breaks on purpose around a fused kernel that Dynamo does not trace
-  (torch/optim/optimizer.py explains why).
+- Baseline: the whole step compiled as it is usually written, with ``if torch.isfinite(norm): opt.step()`` and
+  ``return loss.item()``. Dynamo cannot trace either (a data-dependent branch, a scalar leaving the graph): each is
+  a graph break at which the host waits for the GPU to drain, so the optimizer's kernels and the next step's
+  launches never overlap the work queued before them.
+- Optimized: the same step with those two lines rewritten and every compiled region a full graph
+  (``fullgraph=True``): forward and loss; clipping, which also writes ``found_inf = ~isfinite(norm)`` on the device.
+  Between them run the two calls no graph holds, neither of which waits for the GPU: ``backward()`` (the autograd
+  engine running the compiled backward graph) and ``opt.step()``, whose fused AdamW kernel reads ``found_inf`` and
+  skips the update and the step count on the device (the protocol GradScaler uses, ``optimizer.found_inf``; Dynamo
+  does not trace fused optimizers, and ``Optimizer.step`` breaks the graph on purpose, see torch/optim/optimizer.py).
+  The losses stay on the device and are stacked after the last step, so the host queues the next step while the
+  GPU runs this one.
 
 Shape ``(hidden, steps, batch, seq)``; the hidden size names the model (``kernels.ch14.config_for``). Timing shape
 (576, 8, 2, 256): 8 steps of SmolLM2-135M (30 layers of 576, 9/3 heads, MLP 1536, 49152-token tied head; 134.5 M
