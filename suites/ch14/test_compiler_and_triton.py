@@ -5,6 +5,7 @@
 - reduce_overhead_mode: a compiled Qwen2.5-0.5B decode step launched kernel by kernel vs replayed by CUDA graph trees.
 - graph_break_removal: a compiled SmolLM2-135M training step whose isfinite guard and loss.item() make the host wait
   vs the same step skipping overflowed updates on the device.
+- flex_softcap_attention: Gemma-2-9B's soft-capped causal attention, HF's eager path vs compiled FlexAttention.
 
 Each kernel module's header has the napkin math and the predicted H100 and H200 speedups; ``min_speedup`` here is the
 conservative floor, about 70% of the low end of the prediction (never below 1.05), the claim that the technique
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.ch14 import compile_decoder_block, graph_break_removal, reduce_overhead_mode
+from kernels.ch14 import compile_decoder_block, flex_softcap_attention, graph_break_removal, reduce_overhead_mode
 from pytest_aiperf import Case
 
 # Two warnings torch raises from its own code, which the ini's filterwarnings = error would turn into failures:
@@ -40,6 +41,10 @@ CASES = [
          optimized=graph_break_removal.optimized_device_side_skip, inputs=graph_break_removal.inputs,
          reference=graph_break_removal.reference, work=graph_break_removal.work, host_dispatch="timed",
          check_shapes=[(64, 3, 2, 8)], time_shapes=[(576, 8, 2, 256)], dtypes=["bf16"], min_speedup=1.05),
+    Case(name="flex_softcap_attention", baseline=flex_softcap_attention.baseline_hf_eager_softcap,
+         optimized=flex_softcap_attention.optimized_flex_softcap, inputs=flex_softcap_attention.inputs,
+         work=flex_softcap_attention.work, check_shapes=[(1, 2, 1, 33, 16), (2, 4, 2, 64, 16)],
+         time_shapes=[(1, 16, 8, 8192, 256), (4, 16, 8, 4096, 256)], dtypes=["bf16"], min_speedup=3.0),
 ]
 
 
