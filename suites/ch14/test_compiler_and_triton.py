@@ -6,6 +6,8 @@
 - graph_break_removal: a compiled SmolLM2-135M training step whose isfinite guard and loss.item() make the host wait
   vs the same step skipping overflowed updates on the device.
 - flex_softcap_attention: Gemma-2-9B's soft-capped causal attention, HF's eager path vs compiled FlexAttention.
+- triton_fused_rope: HF's rotate-half RoPE on Llama-3-8B's q and k in eager PyTorch vs one Triton kernel registered
+  with torch.library.triton_op and called inside a fullgraph compiled region.
 
 Each kernel module's header has the napkin math and the predicted H100 and H200 speedups; ``min_speedup`` here is the
 conservative floor, about 70% of the low end of the prediction (never below 1.05), the claim that the technique
@@ -16,7 +18,8 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.ch14 import compile_decoder_block, flex_softcap_attention, graph_break_removal, reduce_overhead_mode
+from kernels.ch14 import (compile_decoder_block, flex_softcap_attention, graph_break_removal, reduce_overhead_mode,
+                          triton_fused_rope)
 from pytest_aiperf import Case
 
 # Two warnings torch raises from its own code, which the ini's filterwarnings = error would turn into failures:
@@ -45,6 +48,10 @@ CASES = [
          optimized=flex_softcap_attention.optimized_flex_softcap, inputs=flex_softcap_attention.inputs,
          work=flex_softcap_attention.work, check_shapes=[(1, 2, 1, 33, 16), (2, 4, 2, 64, 16)],
          time_shapes=[(1, 16, 8, 8192, 256), (4, 16, 8, 4096, 256)], dtypes=["bf16"], min_speedup=3.0),
+    Case(name="triton_fused_rope", baseline=triton_fused_rope.baseline_hf_rotate_half,
+         optimized=triton_fused_rope.optimized_triton_op_in_graph, inputs=triton_fused_rope.inputs,
+         work=triton_fused_rope.work, check_shapes=[(1, 7, 4, 2, 16), (2, 3, 2, 1, 8)],
+         time_shapes=[(4, 4096, 32, 8, 128)], dtypes=["bf16"], min_speedup=2.5),
 ]
 
 
