@@ -77,7 +77,7 @@ def repeat_kv(t: torch.Tensor, groups: int) -> torch.Tensor:
                                                                                  head_dim)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4)
 def additive_causal_mask(seq: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """HF's 4-D causal mask for one sequence: 0 where a query sees a key, the dtype's minimum above the diagonal."""
     return torch.full((seq, seq), torch.finfo(dtype).min, dtype=dtype, device=device).triu(1)
@@ -105,7 +105,7 @@ def causal(b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.
     return q_idx >= kv_idx
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4)
 def causal_block_mask(seq: int, device: torch.device) -> BlockMask:
     """The causal ``BlockMask`` for one sequence length, shared by every batch row and head."""
     return create_block_mask(causal, B=None, H=None, Q_LEN=seq, KV_LEN=seq, device=device)

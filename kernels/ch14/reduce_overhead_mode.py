@@ -28,8 +28,9 @@ Napkin math (H100 SXM ~3.0 TB/s; H200 ~4.25 TB/s):
   ~1.6-2.4 ms per step, which the GPU waits for.
 - predicted speedup: H100 1.6-3x, H200 1.7-3.2x (the same host, a faster memory system under the replay).
 
-Compilation and the first recording are the first calls, timed apart; the samples run under
-``fail_on_recompile``. Not yet measured on a GPU.
+Checked: the next-token logits against the eager step in float64 (the step attends to the position it writes, so a
+cache write to the wrong slot changes them). Compilation is the first call, timed apart; graph trees record on the
+second, in the warm-up before the samples, which run under ``fail_on_recompile``. Not yet measured on a GPU.
 """
 
 from __future__ import annotations

@@ -33,8 +33,10 @@ from pytest_aiperf import Case
 # importing Inductor (the first compile on the GPU) imports torch.utils.mkldnn, whose TorchScript class warns that
 # torch.jit.script_method is deprecated; and Dynamo, resuming a training step after its backward() graph break, reads
 # .grad of the loss (a non-leaf tensor) while wrapping the frame's locals.
-pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
-              pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf Tensor:UserWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf Tensor:UserWarning"),
+]
 
 CASES = [
     Case(name="compile_decoder_block", baseline=compile_decoder_block.baseline_eager_hf_block,
