@@ -5,7 +5,8 @@ caches.
 ``ColdStart`` is the timing backend of a ``goal="cold_start"`` case. Its ``time_call`` runs ``python -m
 pytest_aiperf.coldstart`` with a JSON request on stdin (the arm and the case's ``inputs`` by module and qualified
 name, the shape, dtype, seed and device); the child imports torch and the arm, builds the inputs, and reports the
-wall time of the first call alone (interpreter start and imports are not the lesson and are not counted). Every
+wall time of the first call alone: interpreter start and the imports before it are not counted, but what the first
+call imports on its own (torch.compile's compiler stack, on its first use) is, in both arms alike. Every
 sample gets empty compile caches of its own (``TORCHINDUCTOR_CACHE_DIR``, ``TRITON_CACHE_DIR``), so nothing one
 sample compiled makes the next one warm; what an arm is meant to reuse it reads from ``AIPERF_COLD_START_DIR``, a
 folder of the case that its ``prepare`` (run once, in its own process, before the samples) fills, such as saved

@@ -29,14 +29,10 @@ from kernels.ch14 import (compile_cache_artifacts, compile_decoder_block, flex_s
                           reduce_overhead_mode, regional_compilation, triton_fused_rope)
 from pytest_aiperf import Case
 
-# Two warnings torch raises from its own code, which the ini's filterwarnings = error would turn into failures:
-# importing Inductor (the first compile on the GPU) imports torch.utils.mkldnn, whose TorchScript class warns that
-# torch.jit.script_method is deprecated; and Dynamo, resuming a training step after its backward() graph break, reads
-# .grad of the loss (a non-leaf tensor) while wrapping the frame's locals.
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf Tensor:UserWarning"),
-]
+# A warning torch raises from its own code, which the ini's filterwarnings = error would turn into a failure: Dynamo,
+# resuming a training step after its backward() graph break, reads .grad of the loss (a non-leaf tensor) while
+# wrapping the frame's locals. (Importing Inductor's torch.jit.script_method warning is ignored project-wide.)
+pytestmark = pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf Tensor:UserWarning")
 
 CASES = [
     Case(name="compile_decoder_block", baseline=compile_decoder_block.baseline_eager_hf_block,
