@@ -6,9 +6,10 @@ reads the version string, so a backport or a removal shows up as what it is.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -53,3 +54,69 @@ def sdpa_supports_enable_gqa() -> bool:
     except (TypeError, RuntimeError):
         return False
     return out.shape == q.shape
+
+
+def _expandable_segments_setting() -> str:
+    """"True" or "False": the caching allocator's ``expandable_segments`` option as it last parsed it (through
+    ``torch._C._accelerator_getAllocatorSettings`` where this torch has it, else from ``PYTORCH_CUDA_ALLOC_CONF``)."""
+    get = getattr(torch._C, "_accelerator_getAllocatorSettings", None)
+    settings = get() if callable(get) else os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")
+    for option in settings.split(","):
+        key, _, value = option.partition(":")
+        if key.strip() == "expandable_segments":
+            return "True" if value.strip().lower() == "true" else "False"
+    return "False"
+
+
+def _set_allocator_settings(settings: str) -> None:
+    setter = getattr(torch._C, "_accelerator_setAllocatorSettings", None)
+    if setter is None:
+        setter = torch.cuda.memory._set_allocator_settings
+    setter(settings)
+
+
+@functools.cache
+def expandable_segments_switchable() -> str | None:
+    """None where the caching allocator's ``expandable_segments`` option can be switched while the process runs
+    (probed on the current CUDA device: switched on, a fresh 4 MiB block must land in an expandable segment, and
+    switched off again, the next fresh block in a plain one); else why not. Cached per process."""
+    if not torch.cuda.is_available():
+        return "no CUDA device: the caching allocator's segments are a CUDA matter"
+    if not callable(getattr(torch._C, "_accelerator_setAllocatorSettings", None)) and \
+            not callable(getattr(torch.cuda.memory, "_set_allocator_settings", None)):
+        return "this torch has no way to set allocator options at run time"
+    kinds, previous = [], _expandable_segments_setting()
+    try:
+        for enabled in (True, False):
+            _set_allocator_settings(f"expandable_segments:{enabled}")
+            block = torch.empty(1 << 22, dtype=torch.uint8, device="cuda")
+            kinds.extend(segment.get("is_expandable") for segment in torch.cuda.memory_snapshot()
+                         if segment["address"] <= block.data_ptr() < segment["address"] + segment["total_size"])
+            del block
+            torch.cuda.empty_cache()
+    except RuntimeError as exc:
+        return f"switching expandable_segments failed: {exc}"
+    finally:
+        _set_allocator_settings(f"expandable_segments:{previous}")
+    if kinds != [True, False]:
+        return f"switching expandable_segments on and off gave segments with is_expandable {kinds}, not [True, False]"
+    return None
+
+
+@contextlib.contextmanager
+def expandable_segments() -> Iterator[None]:
+    """The CUDA caching allocator with ``expandable_segments:True`` for the block, the previous setting restored
+    after it; a no-op off CUDA. Raises RuntimeError, with the probe's reason, where the option cannot be switched
+    at run time (``expandable_segments_switchable``)."""
+    if not torch.cuda.is_available():
+        yield
+        return
+    reason = expandable_segments_switchable()
+    if reason is not None:
+        raise RuntimeError(f"expandable segments cannot be switched on in this process: {reason}")
+    previous = _expandable_segments_setting()
+    _set_allocator_settings("expandable_segments:True")
+    try:
+        yield
+    finally:
+        _set_allocator_settings(f"expandable_segments:{previous}")
