@@ -2,6 +2,8 @@
 finds.
 
 - bf16_autocast_training: an fp32 step with TF32 GEMMs vs the same step under bf16 autocast (fp32 master weights).
+- sync_free_training_loop: ten steps reading loss and gradient norm with ``.item()`` each step vs metrics and the
+  skip of a non-finite step kept on the device.
 
 Each kernel module's header has the napkin math and the predicted H100 speedup (or memory ratio); ``min_speedup``
 here is the conservative floor, about 70% of the low end of the prediction and never below 1.05.
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.ch13 import bf16_autocast_training
+from kernels.ch13 import bf16_autocast_training, sync_free_training_loop
 from pytest_aiperf import Case, Tolerance
 
 CASES = [
@@ -23,6 +25,11 @@ CASES = [
          tolerance=Tolerance(rel=6e-2, reason="bf16 autocast GEMM operands (2^-8 unit roundoff): the gradients of the "
                                               "q/k projections and norm weights, the worst, measured 1.0-2.6e-2 at "
                                               "1-4 layers (3.4e-2 at 8) against float64 on the CPU")),
+    Case(name="sync_free_training_loop", baseline=sync_free_training_loop.baseline_host_synced_loop,
+         optimized=sync_free_training_loop.optimized_device_side_loop, inputs=sync_free_training_loop.inputs,
+         reference=sync_free_training_loop.reference, host_dispatch="timed",
+         check_shapes=[(64, 1, 2, 8, 3), (64, 2, 1, 17, 3)], time_shapes=[(896, 24, 4, 512, 10)],
+         dtypes=["bf16"], min_speedup=1.05, budget_s=30),
 ]
 
 
