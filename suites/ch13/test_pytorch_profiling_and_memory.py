@@ -4,6 +4,7 @@ finds.
 - bf16_autocast_training: an fp32 step with TF32 GEMMs vs the same step under bf16 autocast (fp32 master weights).
 - sync_free_training_loop: ten steps reading loss and gradient norm with ``.item()`` each step vs metrics and the
   skip of a non-finite step kept on the device.
+- fused_adamw: AdamW's default foreach step (one HBM pass per op) vs ``fused=True`` (one pass).
 
 Each kernel module's header has the napkin math and the predicted H100 speedup (or memory ratio); ``min_speedup``
 here is the conservative floor, about 70% of the low end of the prediction and never below 1.05.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.ch13 import bf16_autocast_training, sync_free_training_loop
+from kernels.ch13 import bf16_autocast_training, fused_adamw, sync_free_training_loop
 from pytest_aiperf import Case, Tolerance
 
 CASES = [
@@ -30,6 +31,9 @@ CASES = [
          reference=sync_free_training_loop.reference, host_dispatch="timed",
          check_shapes=[(64, 1, 2, 8, 3), (64, 2, 1, 17, 3)], time_shapes=[(896, 24, 4, 512, 10)],
          dtypes=["bf16"], min_speedup=1.05, budget_s=30),
+    Case(name="fused_adamw", baseline=fused_adamw.baseline_foreach_adamw, optimized=fused_adamw.optimized_fused_adamw,
+         inputs=fused_adamw.inputs, work=fused_adamw.work, check_shapes=[(64, 1), (64, 2), (64, 3)],
+         time_shapes=[(896, 24)], dtypes=["fp32"], min_speedup=1.7),
 ]
 
 
