@@ -5,6 +5,7 @@ finds.
 - sync_free_training_loop: ten steps reading loss and gradient norm with ``.item()`` each step vs metrics and the
   skip of a non-finite step kept on the device.
 - fused_adamw: AdamW's default foreach step (one HBM pass per op) vs ``fused=True`` (one pass).
+- activation_checkpointing: a decoder stack's backward keeping every activation vs recomputing each layer's.
 
 Each kernel module's header has the napkin math and the predicted H100 speedup (or memory ratio); ``min_speedup``
 here is the conservative floor, about 70% of the low end of the prediction and never below 1.05.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.ch13 import bf16_autocast_training, fused_adamw, sync_free_training_loop
+from kernels.ch13 import activation_checkpointing, bf16_autocast_training, fused_adamw, sync_free_training_loop
 from pytest_aiperf import Case, Tolerance
 
 CASES = [
@@ -34,6 +35,11 @@ CASES = [
     Case(name="fused_adamw", baseline=fused_adamw.baseline_foreach_adamw, optimized=fused_adamw.optimized_fused_adamw,
          inputs=fused_adamw.inputs, work=fused_adamw.work, check_shapes=[(64, 1), (64, 2), (64, 3)],
          time_shapes=[(896, 24)], dtypes=["fp32"], min_speedup=1.7),
+    Case(name="activation_checkpointing", baseline=activation_checkpointing.baseline_keep_activations,
+         optimized=activation_checkpointing.optimized_checkpointed_layers, inputs=activation_checkpointing.inputs,
+         reference=activation_checkpointing.reference, work=activation_checkpointing.work, goal="memory",
+         max_slowdown=1.45, check_shapes=[(64, 1, 2, 17), (64, 2, 1, 33), (64, 3, 2, 64)],
+         time_shapes=[(2048, 8, 4, 2048)], dtypes=["bf16"], min_speedup=2.3),
 ]
 
 
