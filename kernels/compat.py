@@ -75,11 +75,27 @@ def _set_allocator_settings(settings: str) -> None:
     setter(settings)
 
 
+def _fresh_block_kind() -> bool | None:
+    """``is_expandable`` of the segment a fresh block lands in: the block is larger than any free block the cache
+    holds, so the allocator must make (or grow) a segment for it under the current settings."""
+    torch.cuda.empty_cache()
+    free = [block["size"] for segment in torch.cuda.memory_snapshot() for block in segment["blocks"]
+            if block["state"] == "inactive"]
+    block = torch.empty(max([4 << 20, *[size + (20 << 20) for size in free]]), dtype=torch.uint8, device="cuda")
+    try:
+        return next((segment.get("is_expandable") for segment in torch.cuda.memory_snapshot()
+                     if segment["address"] <= block.data_ptr() < segment["address"] + segment["total_size"]), None)
+    finally:
+        del block
+        torch.cuda.empty_cache()
+
+
 @functools.cache
 def expandable_segments_switchable() -> str | None:
     """None where the caching allocator's ``expandable_segments`` option can be switched while the process runs
-    (probed on the current CUDA device: switched on, a fresh 4 MiB block must land in an expandable segment, and
-    switched off again, the next fresh block in a plain one); else why not. Cached per process."""
+    (probed on the current CUDA device: switched on, a fresh block must land in an expandable segment, and switched
+    off again, the next fresh block in a plain one; PyTorch's allocator notes say the option may be switched during
+    a run and applies to the segments made after); else why not. Cached per process."""
     if not torch.cuda.is_available():
         return "no CUDA device: the caching allocator's segments are a CUDA matter"
     if not callable(getattr(torch._C, "_accelerator_setAllocatorSettings", None)) and \
@@ -89,11 +105,7 @@ def expandable_segments_switchable() -> str | None:
     try:
         for enabled in (True, False):
             _set_allocator_settings(f"expandable_segments:{enabled}")
-            block = torch.empty(1 << 22, dtype=torch.uint8, device="cuda")
-            kinds.extend(segment.get("is_expandable") for segment in torch.cuda.memory_snapshot()
-                         if segment["address"] <= block.data_ptr() < segment["address"] + segment["total_size"])
-            del block
-            torch.cuda.empty_cache()
+            kinds.append(_fresh_block_kind())
     except RuntimeError as exc:
         return f"switching expandable_segments failed: {exc}"
     finally:
