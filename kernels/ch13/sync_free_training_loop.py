@@ -3,9 +3,9 @@ keeps its metrics on the device and skips a bad step there.
 
 Both arms run the same loop of ``steps`` steps on the same seeded batches: bf16 autocast over fp32 master weights,
 the weighted next-token loss, ``loss.backward()``, ``clip_grad_norm_(max_norm=1.0)``, ``AdamW(lr=2e-4,
-fused=True)`` and ``zero_grad()``. One batch is corrupt (a NaN in its loss weights, standing in for any batch whose gradient
-overflows): its non-finite gradient norm must skip that step, leaving parameters, moments and step count as they
-were, and its loss is not logged.
+fused=True)`` and ``zero_grad()``. One batch is corrupt (a NaN in its loss weights, standing in for any batch whose
+gradient overflows): its non-finite gradient norm must skip that step, leaving parameters, moments and step count
+as they were, and its loss is not logged.
 
 - Baseline: the loop most training scripts write: ``if not math.isfinite(grad_norm.item())`` skips the step on the
   host, and ``loss.item()`` logs each step's loss: two host syncs per step. Each drains the GPU's queue, so the
