@@ -6,6 +6,8 @@ finds.
   skip of a non-finite step kept on the device.
 - fused_adamw: AdamW's default foreach step (one HBM pass per op) vs ``fused=True`` (one pass).
 - activation_checkpointing: a decoder stack's backward keeping every activation vs recomputing each layer's.
+- expandable_segments_allocator: gradient accumulation over changing lengths, default segments vs expandable ones
+  (reserved memory).
 
 Each kernel module's header has the napkin math and the predicted H100 speedup (or memory ratio); ``min_speedup``
 here is the conservative floor, about 70% of the low end of the prediction and never below 1.05.
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.ch13 import activation_checkpointing, bf16_autocast_training, fused_adamw, sync_free_training_loop
+from kernels.ch13 import (activation_checkpointing, bf16_autocast_training, expandable_segments_allocator, fused_adamw,
+                          sync_free_training_loop)
 from pytest_aiperf import Case, Tolerance
 
 CASES = [
@@ -40,6 +43,12 @@ CASES = [
          reference=activation_checkpointing.reference, work=activation_checkpointing.work, goal="memory",
          max_slowdown=1.45, check_shapes=[(64, 1, 2, 17), (64, 2, 1, 33), (64, 3, 2, 64)],
          time_shapes=[(2048, 8, 4, 2048)], dtypes=["bf16"], min_speedup=2.3),
+    Case(name="expandable_segments_allocator", baseline=expandable_segments_allocator.baseline_default_segments,
+         optimized=expandable_segments_allocator.optimized_expandable_segments,
+         inputs=expandable_segments_allocator.inputs, reference=expandable_segments_allocator.reference,
+         workload=expandable_segments_allocator.workload, goal="memory", memory="reserved", max_slowdown=1.1,
+         check_shapes=[(64, 1, 2, 16, 3), (64, 1, 1, 40, 4)], time_shapes=[(2048, 1, 2, 2048, 8)],
+         dtypes=["bf16"], min_speedup=1.05, budget_s=20),
 ]
 
 
