@@ -8,6 +8,7 @@ finds.
 - activation_checkpointing: a decoder stack's backward keeping every activation vs recomputing each layer's.
 - expandable_segments_allocator: gradient accumulation over changing lengths, default segments vs expandable ones
   (reserved memory).
+- compiled_layers_and_loss: the eager autocast step vs its decoder layers and loss through ``torch.compile``.
 
 Each kernel module's header has the napkin math and the predicted H100 speedup (or memory ratio); ``min_speedup``
 here is the conservative floor, about 70% of the low end of the prediction and never below 1.05.
@@ -17,9 +18,13 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.ch13 import (activation_checkpointing, bf16_autocast_training, expandable_segments_allocator, fused_adamw,
-                          sync_free_training_loop)
+from kernels.ch13 import (activation_checkpointing, bf16_autocast_training, compiled_layers_and_loss,
+                          expandable_segments_allocator, fused_adamw, sync_free_training_loop)
 from pytest_aiperf import Case, Tolerance
+
+# Dynamo reads ``.grad`` of the non-leaf activations a compiled layer receives and hides the warning this raises
+# through ``warnings.showwarning``, which the ini's ``filterwarnings = error`` acts before: torch's own warning.
+pytestmark = pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf Tensor:UserWarning")
 
 CASES = [
     Case(name="bf16_autocast_training", baseline=bf16_autocast_training.baseline_tf32_step,
@@ -49,6 +54,14 @@ CASES = [
          workload=expandable_segments_allocator.workload, goal="memory", memory="reserved", max_slowdown=1.1,
          check_shapes=[(64, 1, 2, 16, 3), (64, 1, 1, 40, 4)], time_shapes=[(2048, 1, 2, 2048, 8)],
          dtypes=["bf16"], min_speedup=1.05, budget_s=20),
+    Case(name="compiled_layers_and_loss", baseline=compiled_layers_and_loss.baseline_eager_step,
+         optimized=compiled_layers_and_loss.optimized_compiled_layers_and_loss, inputs=compiled_layers_and_loss.inputs,
+         reference=compiled_layers_and_loss.reference, work=compiled_layers_and_loss.work,
+         check_shapes=[(64, 1, 2, 17), (64, 2, 1, 33), (64, 2, 3, 64)], time_shapes=[(2048, 4, 2, 2048)],
+         dtypes=["bf16"], min_speedup=1.05,
+         tolerance=Tolerance(rel=6e-2, reason="Inductor rounds the fused pointwise chains once, in fp32, where eager "
+                                              "bf16 autocast rounds between ops: both within the step's bf16-autocast "
+                                              "error, measured 2.0-2.6e-2 at 2-4 layers in float64 emulation")),
 ]
 
 
