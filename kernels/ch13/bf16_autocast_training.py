@@ -2,8 +2,8 @@
 
 - Baseline: forward and backward of a Llama-style causal LM in fp32 (weights, activations and gradients fp32) with
   cuBLAS's fp32 matmul precision set to TF32, what a careful engineer runs before mixed precision: every GEMM on
-  the TF32 tensor cores (494 TFLOP/s dense peak), every activation 4 B. SDPA has no fp32 flash kernel and takes
-  the memory-efficient one.
+  the TF32 tensor cores (494 TFLOP/s dense peak), every activation 4 B. SDPA has no fp32 flash kernel: its
+  attention runs the memory-efficient or the math backend (attention is ~4% of the step's flops).
 - Optimized: the same step under ``torch.autocast(dtype=torch.bfloat16)`` over the same fp32 master weights
   (Hugging Face's ``bf16=True``): GEMMs and SDPA (flash) in bf16 (989 TFLOP/s dense peak) with fp32 accumulation,
   activations saved for backward in 2 B, the weights cast to bf16 once per forward; RMSNorm's fp32 upcast, the
