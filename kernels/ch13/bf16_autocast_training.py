@@ -22,14 +22,16 @@ Napkin math on an H100 SXM:
 - GEMM work: 2 x 506 M x 4096 = 4.15 TFLOP forward, x3 with backward = 12.4 TFLOP; causal attention adds
   4 layers x 2 x 2 x 32 x 2048^2 x 64 / 2 = 0.14 TFLOP forward, ~0.5 TFLOP with backward.
 - baseline: 12.9 TFLOP at ~330-380 TFLOP/s TF32 (the 4096-token GEMMs reach ~70-75% of the 494 peak) = ~34-39 ms;
-  fp32 elementwise work (RMSNorm chains, RoPE, SwiGLU, residuals, their backward) moves ~12-15 GB = ~4-5 ms; the
-  fp32 logits (4096 x 128,256 x 4 B = 2.1 GB) are written, read by the loss, and their gradient written and read
-  again: ~10 GB, ~3.5 ms. Total ~42-48 ms.
-- optimized: 12.9 TFLOP at ~600-700 TFLOP/s bf16 = ~18-21.5 ms; elementwise traffic roughly halves (~2.5 ms, the
-  fp32 norms keep some); the loss upcasts the bf16 logits to fp32 (1 GB read, 2.1 GB written) and the gradient
-  flows back through a bf16 copy: ~8 GB, ~3 ms; weight casts 506 M x 6 B = 3 GB = ~1 ms. Total ~25-28 ms.
-- predicted speedup: ~1.5-1.9x on H100, the same on H200 (compute-bound: the same tensor cores; the extra
-  bandwidth trims only the ~15% of each arm that moves bytes).
+  fp32 elementwise work (RMSNorm chains, RoPE, SwiGLU, residual adds, autograd's accumulations, and their
+  backward: ~1.3 MB per token and layer) moves ~21 GB = ~7 ms; the fp32 logits (4096 x 128,256 x 4 B = 2.1 GB) are
+  written, read by the loss, and their gradient written and read again: ~10 GB, ~3.5 ms. Total ~45-50 ms.
+- optimized: 12.9 TFLOP at ~600-700 TFLOP/s bf16 = ~18-21.5 ms; elementwise traffic shrinks less than the GEMMs'
+  time, since the residual stream, the norms and RoPE (fp32 cos/sin tables) stay fp32 under autocast: ~16 GB,
+  ~5.5 ms (see ``compiled_layers_and_loss``); the loss upcasts the bf16 logits to fp32 and the gradient flows back
+  through a bf16 copy: ~12 GB, ~4 ms; weight casts to bf16 and gradient casts back, 506 M x 12 B = 6 GB = ~2 ms.
+  Total ~29-33 ms.
+- predicted speedup: ~1.4-1.7x on H100, the same on H200 (compute-bound: the same tensor cores; the extra
+  bandwidth trims only the bytes-bound ~25-35% of each arm, in both).
 
 Precision: under autocast every GEMM operand is rounded to bf16 (unit roundoff 2^-8 = 3.9e-3), and the weight
 gradients with the least signal suffer most: those of the q/k projections (through the softmax's backward, which

@@ -27,8 +27,9 @@ Napkin math on an H100 SXM:
 - eager elementwise, per token and layer: the two norms ~26 B x 2048 each (fp32 residual stream), RoPE ~40 B x
   (2048 + 512) in fp32, casts ~6 B x 2560, SiLU and product ~10 B x 8192, residual adds ~10 B x 2048 each: ~350 KB
   forward, ~1 MB with the backward; x 4 layers x 4096 tokens = ~16 GB = ~5.5 ms. The loss over 4096 x 128,256
-  logits: ~12 GB = ~4 ms. Eager step ~28-31 ms.
-- compiled: the layers' chains at ~1/3 of their bytes (~2 ms), the loss at ~4 GB (~1.5 ms): ~22-25 ms.
+  logits: ~12 GB = ~4 ms; autocast's weight casts ~2 ms. Eager step ~29-33 ms.
+- compiled: the layers' chains at ~1/3 of their bytes (~2 ms), the loss at ~4 GB (~1.5 ms), the casts unchanged:
+  ~23.5-27 ms.
 - predicted speedup: ~1.15-1.3x on H100; on H200 ~1.1-1.25x (the saved bytes cost less at 4.8 TB/s).
 
 Precision: both arms run bf16 autocast, but not the same roundings: Inductor keeps a fused chain's intermediates
