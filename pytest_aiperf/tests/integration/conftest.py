@@ -55,7 +55,7 @@ def test_optimized_arm_beats_baseline(pair, aiperf):
     aiperf.run(pair)
 '''
 
-FAST = ["--aiperf-backend=cpu", "--aiperf-budget=0.4", "-p", "no:randomly"]
+FAST = ["--aiperf-backend=cpu", "--aiperf-budget=0.8", "-p", "no:randomly"]
 NO_CACHE = ["-p", "no:cacheprovider"]
 
 
