@@ -1,0 +1,34 @@
+"""Chapter 18: attention and decoding kernels.
+
+- flex_sliding_window: SDPA with a dense sliding-window mask vs compiled FlexAttention with a block mask.
+- gqa_native_decode: repeat_kv then SDPA vs SDPA with enable_gqa, at decode.
+
+Each kernel module's header has the napkin math and the predicted H100 and H200 speedups; ``min_speedup`` here is
+the floor, ~70% of the low end of the prediction.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kernels.ch18 import flex_sliding_window, gqa_native_decode
+from pytest_aiperf import Case
+
+CASES = [
+    Case(name="flex_sliding_window", baseline=flex_sliding_window.baseline_dense_mask_sdpa,
+         optimized=flex_sliding_window.optimized_flex_block_mask, inputs=flex_sliding_window.inputs,
+         reference=flex_sliding_window.reference, work=flex_sliding_window.work,
+         check_shapes=[(1, 2, 1, 33, 5, 16), (2, 4, 2, 64, 80, 16), (1, 4, 2, 200, 40, 16)],
+         time_shapes=[(1, 32, 8, 8192, 1024, 128), (1, 32, 8, 32768, 4096, 128)], dtypes=["bf16"],
+         min_speedup=3.5),
+    Case(name="gqa_native_decode", baseline=gqa_native_decode.baseline_repeat_kv_sdpa,
+         optimized=gqa_native_decode.optimized_sdpa_enable_gqa, inputs=gqa_native_decode.inputs,
+         reference=gqa_native_decode.reference, work=gqa_native_decode.work,
+         check_shapes=[(1, 4, 2, 7, 16), (3, 2, 1, 1, 8), (2, 8, 2, 33, 16)],
+         time_shapes=[(32, 32, 8, 4096, 128), (8, 32, 8, 32768, 128)], dtypes=["bf16"], min_speedup=3.5),
+]
+
+
+@pytest.mark.perf_pair(*CASES)
+def test_optimized_arm_beats_baseline(pair, aiperf):
+    aiperf.run(pair)
