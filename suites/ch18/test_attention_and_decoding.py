@@ -2,6 +2,7 @@
 
 - flex_sliding_window: SDPA with a dense sliding-window mask vs compiled FlexAttention with a block mask.
 - gqa_native_decode: repeat_kv then SDPA vs SDPA with enable_gqa, at decode.
+- paged_decode_attention: gather pages into a contiguous cache then SDPA vs the serving engine's paged kernel.
 
 Each kernel module's header has the napkin math and the predicted H100 and H200 speedups; ``min_speedup`` here is
 the floor, ~70% of the low end of the prediction.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.ch18 import flex_sliding_window, gqa_native_decode
+from kernels.ch18 import flex_sliding_window, gqa_native_decode, paged_decode_attention
 from pytest_aiperf import Case
 
 CASES = [
@@ -26,6 +27,12 @@ CASES = [
          reference=gqa_native_decode.reference, work=gqa_native_decode.work,
          check_shapes=[(1, 4, 2, 7, 16), (3, 2, 1, 1, 8), (2, 8, 2, 33, 16)],
          time_shapes=[(32, 32, 8, 4096, 128), (8, 32, 8, 32768, 128)], dtypes=["bf16"], min_speedup=3.5),
+    Case(name="paged_decode_attention", baseline=paged_decode_attention.baseline_gather_then_sdpa,
+         optimized=paged_decode_attention.optimized_paged_kernel, inputs=paged_decode_attention.inputs,
+         reference=paged_decode_attention.reference, work=paged_decode_attention.work,
+         check_shapes=[(3, 1, 40, 4, 2, 16, 4), (2, 17, 17, 2, 1, 16, 8), (5, 3, 70, 8, 2, 16, 16)],
+         time_shapes=[(64, 512, 8192, 32, 8, 128, 16), (32, 4096, 4096, 32, 8, 128, 16)], dtypes=["fp16"],
+         min_speedup=1.4),
 ]
 
 
