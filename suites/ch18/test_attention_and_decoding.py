@@ -5,6 +5,7 @@
 - paged_decode_attention: gather pages into a contiguous cache then SDPA vs the serving engine's paged kernel.
 - cascade_shared_prefix_decode: the paged kernel streaming a shared prefix per request vs the prefix once for all
   requests, merged with each request's suffix by log-sum-exp.
+- mla_absorbed_decode: DeepSeek-V2-Lite's MLA over an expanded per-head cache vs the absorbed form over the latent.
 
 Each kernel module's header has the napkin math and the predicted H100 and H200 speedups; ``min_speedup`` here is
 the floor, ~70% of the low end of the prediction.
@@ -15,8 +16,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.ch18 import cascade_shared_prefix_decode, flex_sliding_window, gqa_native_decode, paged_decode_attention
-from pytest_aiperf import Case
+from kernels.ch18 import (cascade_shared_prefix_decode, flex_sliding_window, gqa_native_decode, mla_absorbed_decode,
+                          paged_decode_attention)
+from pytest_aiperf import Case, Tolerance
 
 CASES = [
     Case(name="flex_sliding_window", baseline=flex_sliding_window.baseline_dense_mask_sdpa,
@@ -41,6 +43,14 @@ CASES = [
          reference=cascade_shared_prefix_decode.reference, work=cascade_shared_prefix_decode.work,
          check_shapes=[(3, 12, 4, 4, 2, 16, 4), (2, 8, 1, 2, 1, 16, 8), (4, 128, 9, 4, 2, 16, 8)],
          time_shapes=[(64, 8192, 256, 32, 8, 128, 16)], dtypes=["fp16"], min_speedup=2.4),
+    Case(name="mla_absorbed_decode", baseline=mla_absorbed_decode.baseline_expanded_cache_sdpa,
+         optimized=mla_absorbed_decode.optimized_absorbed_latent, inputs=mla_absorbed_decode.inputs,
+         reference=mla_absorbed_decode.reference, work=mla_absorbed_decode.work,
+         check_shapes=[(2, 9, 4, 32, 16, 16, 16), (1, 1, 2, 16, 16, 16, 16), (3, 70, 16, 64, 16, 32, 32)],
+         time_shapes=[(32, 8192, 16, 512, 64, 128, 128)], dtypes=["bf16"], min_speedup=2.8,
+         tolerance=Tolerance(rel=1.5e-2, reason="q_latent and o_latent rounded to bf16 (512 wide) where the baseline "
+                                                "rounds the expanded cache: measured 0.55-0.64% in float64 emulation "
+                                                "at contexts 256-8192 (baseline 0.19-0.26%)")),
 ]
 
 
