@@ -6,6 +6,9 @@
 - cascade_shared_prefix_decode: the paged kernel streaming a shared prefix per request vs the prefix once for all
   requests, merged with each request's suffix by log-sum-exp.
 - mla_absorbed_decode: DeepSeek-V2-Lite's MLA over an expanded per-head cache vs the absorbed form over the latent.
+- fused_topk_topp_sampling: sort-based top-k/top-p sampling vs torch.topk and one fused Triton sampling kernel; the
+  tokens must equal the float64 reference's exactly (both arms take the same uniform draw; the tie rule is in the
+  module's header).
 
 Each kernel module's header has the napkin math and the predicted H100 and H200 speedups; ``min_speedup`` here is
 the floor, ~70% of the low end of the prediction.
@@ -16,8 +19,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.ch18 import (cascade_shared_prefix_decode, flex_sliding_window, gqa_native_decode, mla_absorbed_decode,
-                          paged_decode_attention)
+from kernels.ch18 import (cascade_shared_prefix_decode, flex_sliding_window, fused_topk_topp_sampling, gqa_native_decode,
+                          mla_absorbed_decode, paged_decode_attention)
 from pytest_aiperf import Case, Tolerance
 
 CASES = [
@@ -51,6 +54,11 @@ CASES = [
          tolerance=Tolerance(rel=1.5e-2, reason="q_latent and o_latent rounded to bf16 (512 wide) where the baseline "
                                                 "rounds the expanded cache: measured 0.55-0.64% in float64 emulation "
                                                 "at contexts 256-8192 (baseline 0.19-0.26%)")),
+    Case(name="fused_topk_topp_sampling", baseline=fused_topk_topp_sampling.baseline_sort_then_filter,
+         optimized=fused_topk_topp_sampling.optimized_topk_fused_kernel, inputs=fused_topk_topp_sampling.inputs,
+         work=fused_topk_topp_sampling.work,
+         check_shapes=[(64, 300, 50), (12, 2000, 50), (8, 64, 64), (4, 100, 1)],
+         time_shapes=[(64, 128_256, 50)], dtypes=["fp32"], min_speedup=2.1),
 ]
 
 
