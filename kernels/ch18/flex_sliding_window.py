@@ -23,9 +23,9 @@ Napkin math (H100 SXM: ~700 TFLOP/s bf16 dense GEMM, ~3.0 TB/s copy ceiling; H20
 - (8192, window 1024): the window holds 7.86 M (query, key) pairs per head: useful work 4 x 32 x 128 x 7.86 M =
   0.13 TFLOP. Dense: 64 x 64 = 4096 key blocks of 128 x 128, 1.1 TFLOP. Flex computes 9 blocks per query block (8
   inside the window, the diagonal one): 540 blocks, 7.6x fewer, 0.145 TFLOP.
-- baseline: 1.1 TFLOP at ~200-300 TFLOP/s (the masked backend runs Ampere-style kernels, no wgmma) = ~3.7-5.5 ms,
-  while every (head, query tile) also reads its rows of the 134 MB additive mask (32 x 134 MB from HBM, ~1.4 ms on
-  an H100, overlapped): ~4-6 ms.
+- baseline: 1.1 TFLOP at ~200-300 TFLOP/s (the memory-efficient backend's kernels are Ampere-style, no wgmma) =
+  ~3.7-5.5 ms, while every (head, query tile) also reads its rows of the 134 MB additive mask (32 x 134 MB from
+  HBM, ~1.4 ms on an H100, overlapped): ~4-6 ms.
 - optimized: 0.145 TFLOP at ~300-450 TFLOP/s (FlexAttention's generated kernel, short rows of 9 blocks) = ~0.35-0.5
   ms.
 - (32768, window 4096): dense 17.6 TFLOP (~60-90 ms); flex 33 of 256 key blocks per query block, 7920 blocks (8.3x

@@ -19,8 +19,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.ch18 import (cascade_shared_prefix_decode, flex_sliding_window, fused_topk_topp_sampling, gqa_native_decode,
-                          mla_absorbed_decode, paged_decode_attention)
+from kernels.ch18 import (cascade_shared_prefix_decode, flex_sliding_window, fused_topk_topp_sampling,
+                          gqa_native_decode, mla_absorbed_decode, paged_decode_attention)
 from pytest_aiperf import Case, Tolerance
 
 CASES = [
