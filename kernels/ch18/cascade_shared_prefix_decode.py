@@ -40,7 +40,6 @@ Not yet measured on a GPU.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -51,8 +50,8 @@ import triton.language as tl
 from kernels import itemsize, normal, seeded
 from kernels.ch18.paged_decode_attention import context_lengths, scattered_pool
 from kernels.ch18.paged_decode_attention import reference as paged_reference
-from kernels.serving.attention import (LOG2E, MAX_SPLITS, TILE_TOKENS, _combine_splits_kernel, _paged_decode_kernel,
-                                       paged_decode, split_count)
+from kernels.serving.attention import (LOG2E, MAX_SPLITS, TILE_TOKENS, _combine_splits_kernel, _multiprocessors,
+                                       _paged_decode_kernel, paged_decode, split_count)
 from pytest_aiperf import Work
 
 ROWS_PER_PROGRAM = 64
@@ -98,11 +97,6 @@ def _shared_prefix_kernel(part_ptr, lse_ptr, q_ptr, k_ptr, v_ptr, table_ptr, row
     tl.store(lse_ptr + out_rows * SPLITS + split, lse, mask=live)
 
 
-@functools.lru_cache(maxsize=None)
-def _multiprocessors(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
 def prefix_split_count(programs: int, pages: int, pages_per_tile: int, device: torch.device) -> int:
     """Prefix splits: enough programs for two waves of the GPU's SMs, at least one tile of pages each, at most
     ``MAX_SPLITS``; off CUDA, 2 where the prefix has two tiles (so the CPU check merges several prefix partials)."""
@@ -116,8 +110,8 @@ def inputs(shape: tuple[int, ...], dtype: str, seed: int, device: Any) -> tuple[
     """q (requests, heads, head_dim) unit-normal, the keys and values pools, block tables whose first
     prefix / page blocks are the same for every request, the total lengths (int32), and that shared page count."""
     requests, prefix, suffix, heads, kv_heads, head_dim, page = shape
-    if prefix % page:
-        raise ValueError(f"a shared prefix is whole pages: {prefix} tokens in pages of {page}")
+    if prefix <= 0 or prefix % page:
+        raise ValueError(f"a shared prefix is one or more whole pages: {prefix} tokens in pages of {page}")
     gen = seeded(seed)
     suffixes = context_lengths(requests, max(1, suffix // 2), suffix)[torch.randperm(requests, generator=gen)]
     q = normal(gen, (requests, heads, head_dim), dtype, device)
@@ -169,6 +163,13 @@ def reference(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, tables:
               lengths: torch.Tensor, shared_pages: int) -> torch.Tensor:
     """Each request over its whole table (prefix, then suffix), in float64."""
     return paged_reference(q, keys, values, tables, lengths)
+
+
+def workload(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, tables: torch.Tensor, lengths: torch.Tensor,
+             shared_pages: int) -> dict[str, float]:
+    """The statistic that decides the speedup: the share of the requests' tokens that are the shared prefix."""
+    prefix = shared_pages * keys.shape[1]
+    return {"prefix_share": prefix * lengths.numel() / float(lengths.sum())}
 
 
 def work(shape: tuple[int, ...], dtype: str) -> Work:

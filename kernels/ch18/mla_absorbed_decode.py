@@ -45,7 +45,6 @@ Not yet measured on a GPU.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -56,7 +55,7 @@ import triton.language as tl
 
 from kernels import itemsize, normal, seeded
 from kernels.ch18.grouped import grouped_attention
-from kernels.serving.attention import LOG2E, MAX_SPLITS, _combine_splits_kernel
+from kernels.serving.attention import LOG2E, MAX_SPLITS, _combine_splits_kernel, _multiprocessors
 from pytest_aiperf import Work
 
 
@@ -109,12 +108,7 @@ def _latent_decode_kernel(part_ptr, lse_ptr, ql_ptr, qr_ptr, c_ptr, kr_ptr, cont
     tl.store(lse_ptr + rows * SPLITS + split, lse, mask=live)
 
 
-@functools.lru_cache(maxsize=None)
-def _multiprocessors(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
-def split_count(batch: int, context: int, block_n: int, device: torch.device) -> int:
+def context_split_count(batch: int, context: int, block_n: int, device: torch.device) -> int:
     """Context splits per sequence: two waves of the GPU's SMs, at least one tile each, at most ``MAX_SPLITS``; off
     CUDA, 2 where the context has two tiles (so the CPU check merges partials)."""
     tiles = -(-context // block_n)
@@ -169,7 +163,7 @@ def optimized_absorbed_latent(q_nope: torch.Tensor, q_rope: torch.Tensor, c_kv: 
     w_uk, w_uv = w[:, :nope], w[:, nope:]
     q_latent = torch.bmm(q_nope.transpose(0, 1), w_uk).transpose(0, 1).contiguous()
     block_n = 32 if c_kv.is_cuda else 16
-    splits = split_count(batch, context, block_n, c_kv.device)
+    splits = context_split_count(batch, context, block_n, c_kv.device)
     per_split = -(-context // splits)
     per_split = -(-per_split // block_n) * block_n
     part = torch.empty(batch, heads, splits, latent, dtype=torch.float32, device=c_kv.device)
@@ -194,6 +188,14 @@ def reference(q_nope: torch.Tensor, q_rope: torch.Tensor, c_kv: torch.Tensor, k_
         q = torch.cat([q_nope[seq], q_rope[seq]], dim=-1)[None, :, None]
         out.append(grouped_attention(q, k, v)[0, :, 0])
     return torch.stack(out)
+
+
+def workload(q_nope: torch.Tensor, q_rope: torch.Tensor, c_kv: torch.Tensor, k_rope: torch.Tensor,
+             w_kv_b: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor) -> dict[str, float]:
+    """The statistic that decides the speedup: the expanded cache's bytes over the latent cache's (8.9 for
+    DeepSeek-V2-Lite)."""
+    latent = c_kv.numel() + k_rope.numel()
+    return {"cache_ratio": (k_cache.numel() + v_cache.numel()) / latent}
 
 
 def work(shape: tuple[int, ...], dtype: str) -> Work:
