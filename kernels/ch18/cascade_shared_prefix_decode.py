@@ -30,7 +30,8 @@ Napkin math per layer (H100 SXM ~3.0 TB/s copy ceiling, H200 ~4.25 TB/s; a token
   cores (~150-300 TFLOP/s for these tiles): ~30-60 us; the suffixes 50 MB: ~20-25 us; the merge reads ~10 MB of fp32
   partials: ~5-10 us; with launch gaps ~60-100 us.
 - predicted speedup: H100 3.5-12x, H200 3.5-9x (the baseline's L2 share is the unknown). FlashInfer reports up to
-  26x against its own non-cascade decode on an H100, at larger batches and prefixes.
+  26x against its own non-cascade batch decode on an H100 SXM (flashinfer.ai/2024/02/02/cascade-inference.html),
+  with the shared prefix staged in shared memory.
 
 Precision: both arms read the same fp16 pages and keep fp32 partials; the default fp16 bound holds. The reference
 attends each request over its whole table in float64.
