@@ -1,8 +1,8 @@
 """kernels.ch20.kernelgen without a compiler: typed spaces, byte-exact rendering (golden files), the provenance
 header, static constraints and the occupancy formula, and the parsing of ptxas's report.
 
-A golden file changed on purpose (a template edit) is regenerated with
-``python -m kernels.ch20.kernelgen render --family F --candidate NAME > pytest_aiperf/tests/kernels/kernelgen_golden/NAME.cu``.
+A golden file changed on purpose (a template edit) is regenerated, in pytest_aiperf/tests/kernels/, with
+``python -m kernels.ch20.kernelgen render --family F --candidate NAME > kernelgen_golden/NAME.cu``.
 """
 
 from __future__ import annotations
@@ -113,12 +113,12 @@ def test_the_occupancy_formula_on_hopper():
 
 
 PTXAS = """ptxas info    : 0 bytes gmem
-ptxas info    : Compiling entry function '_ZN37_GLOBAL__N__fused18fused_kernelILi8ELi2EEEvP13__nv_bfloat16l' for 'sm_90a'
-ptxas info    : Function properties for _ZN37_GLOBAL__N__fused18fused_kernelILi8ELi2EEEvP13__nv_bfloat16l
+ptxas info    : Compiling entry function '_ZN4anon6kernelILi8ELi2EEEvPv' for 'sm_90a'
+ptxas info    : Function properties for _ZN4anon6kernelILi8ELi2EEEvPv
     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
 ptxas info    : Used 40 registers, used 1 barriers, 32 bytes smem
-ptxas info    : Compiling entry function '_ZN37_GLOBAL__N__fused18fused_kernelILi1ELi0EEEvP13__nv_bfloat16l' for 'sm_90a'
-ptxas info    : Function properties for _ZN37_GLOBAL__N__fused18fused_kernelILi1ELi0EEEvP13__nv_bfloat16l
+ptxas info    : Compiling entry function '_ZN4anon6kernelILi1ELi0EEEvPv' for 'sm_90a'
+ptxas info    : Function properties for _ZN4anon6kernelILi1ELi0EEEvPv
     8 bytes stack frame, 4 bytes spill stores, 4 bytes spill loads
 ptxas info    : Used 48 registers, used 1 barriers, 8 bytes cumulative stack size, 32 bytes smem
 """
