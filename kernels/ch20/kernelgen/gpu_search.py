@@ -38,6 +38,19 @@ def _incumbent(fam: Family, target: dict[str, int], hardware: str,
     return f"promoted {current.name}", verification.arm(fam, built, "cuda")
 
 
+def _bandwidth(fam: Family, shape: tuple[int, ...], log: SearchLog,
+               ceilings: dict[str, Any] | None) -> dict[str, float]:
+    """The winner's bytes per second (the family's work model over its median time) against the copy ceiling
+    measured in this process; the issue's target for fused add + RMSNorm is at least 85% of it."""
+    if log.decision is None or not ceilings or not log.decision.measurement.candidate_ms:
+        return {}
+    gbps = fam.work(shape, "bf16").bytes / (log.decision.measurement.candidate_ms * 1e-3) / 1e9
+    fraction = gbps / ceilings["copy_gbps"]
+    log.notes.append(f"winner moves {gbps:.0f} GB/s: {100 * fraction:.0f}% of the copy ceiling "
+                     f"{ceilings['copy_gbps']:.0f} GB/s measured in this process")
+    return {"gbps": gbps, "copy_ceiling_gbps": ceilings["copy_gbps"], "fraction_of_copy": fraction}
+
+
 def run(fam: Family, target: dict[str, int], policy: search.Policy, *, registry_path: Path = registry.DEFAULT,
         log_path: Path | None = None, promote: bool = True) -> tuple[pipeline.Result, Path]:
     """Search ``fam`` at ``target`` on this GPU; returns the result and where its log was written."""
@@ -61,6 +74,7 @@ def run(fam: Family, target: dict[str, int], policy: search.Policy, *, registry_
         verify=verify, arm=lambda candidate, built: verification.arm(fam, built, "cuda"))
     log = SearchLog(fam.name, dict(target), fam.space.size, incumbent_name)
     result = pipeline.run(fam.candidates(target), {fam.name: fam}, stages=stages, timer=timer, log=log)
+    bandwidth = _bandwidth(fam, shape, log, measure.measure_ceilings(backend))
     if result.promote and promote and result.built is not None and log.decision is not None:
         source = generated_path(fam, target)
         text = result.built.source.read_text(encoding="utf-8")
@@ -75,7 +89,7 @@ def run(fam: Family, target: dict[str, int], policy: search.Policy, *, registry_
             "source_sha256": hashlib.sha256(text.encode()).hexdigest(),
             "speedup": est.speedup, "lo": est.lo, "hi": est.hi, "rounds": est.rounds,
             "noise_margin": log.decision.measurement.margin, "incumbent": incumbent_name,
-            "time_shape": list(shape), "torch": torch.__version__, "seed": policy.seed,
+            "time_shape": list(shape), "torch": torch.__version__, "seed": policy.seed, **bandwidth,
             "promoted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
             registry_path)
     log_path = log_path or GENERATED / f"search-{fam.name}-{hardware}.json"

@@ -19,6 +19,7 @@ incumbent. Every candidate is measured against the same incumbent, so speedups r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import median
 from typing import Any, Callable, Sequence
 
 from pytest_aiperf import measure
@@ -48,11 +49,14 @@ class Measurement:
     budget_s: float
     rung: int
     margin: float = 0.0
+    incumbent_ms: float = 0.0  # medians of the two arms' samples
+    candidate_ms: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         e = self.estimate
         return {"candidate": self.name, "rung": self.rung, "budget_s": self.budget_s, "speedup": e.speedup,
-                "lo": e.lo, "hi": e.hi, "rounds": e.rounds, "noise_margin": self.margin}
+                "lo": e.lo, "hi": e.hi, "rounds": e.rounds, "noise_margin": self.margin,
+                "incumbent_ms": self.incumbent_ms, "candidate_ms": self.candidate_ms}
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,8 @@ class Timer:
         samples = measure.sample_pair(self.backend, self.incumbent, arm, self.arg_sets, cold=self.policy.cold,
                                       budget_s=budget_s, gate=gate)
         est = speedup_ci(samples.base_ms, samples.opt_ms)
-        return Measurement(name, est, budget_s, rung, noise_margin(samples.base_ms, samples.opt_ms, estimate=est))
+        return Measurement(name, est, budget_s, rung, noise_margin(samples.base_ms, samples.opt_ms, estimate=est),
+                           incumbent_ms=median(samples.base_ms), candidate_ms=median(samples.opt_ms))
 
 
 def exhaustive(timer: Timer, arms: dict[str, Callable[..., Any]]) -> tuple[str, list[Measurement]]:

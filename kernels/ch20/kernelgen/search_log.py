@@ -32,6 +32,7 @@ class SearchLog:
     measurements: list[Measurement] = field(default_factory=list)
     decision: Decision | None = None
     outcome: str = ""
+    notes: list[str] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
     _clock: float = field(default_factory=time.perf_counter)
 
@@ -60,7 +61,7 @@ class SearchLog:
     def to_json(self) -> dict[str, Any]:
         return {"family": self.family, "target": self.target, "mode": self.mode, "seed": self.seed,
                 "incumbent": self.incumbent, "counts": self.counts(), "phases_s": self.phases,
-                "outcome": self.outcome, "decision": None if self.decision is None else {
+                "outcome": self.outcome, "notes": self.notes, "decision": None if self.decision is None else {
                     "winner": self.decision.winner, "promote": self.decision.promote,
                     "reason": self.decision.reason, "measurement": self.decision.measurement.to_json()},
                 "measurements": [m.to_json() for m in self.measurements], "candidates": self.entries}
@@ -89,4 +90,4 @@ class SearchLog:
             lines.append(f"winner {self.decision.winner}: {verdict}: {self.decision.reason}")
         if self.outcome:
             lines.append(self.outcome)
-        return "\n".join(lines)
+        return "\n".join(lines + self.notes)

@@ -101,6 +101,15 @@ def test_usage_errors_exit_2_with_the_reason(capsys):
     assert exc.value.code == 2 and "render needs --params or --candidate" in capsys.readouterr().err
 
 
+def test_search_says_it_needs_a_gpu_where_there_is_none(cache, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: search would run")
+    assert main(["search", "--family", "row_softmax"]) == 1
+    assert "search times candidates on a GPU: none is visible here" in capsys.readouterr().out
+
+
 def test_list_names_every_family_with_its_space(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out

@@ -178,3 +178,18 @@ def test_concurrent_promotions_in_four_processes_merge_under_the_lock(tmp_path):
     path.write_text("[]")
     with pytest.raises(registry.RegistryError, match="not a kernelgen registry"):
         registry.read(path)
+
+
+def test_a_promotion_writes_the_file_the_ch20_case_loads_and_logs_its_share_of_the_copy_ceiling():
+    from kernels.ch20 import generated_fused_add_rmsnorm as generated
+    from kernels.ch20.kernelgen import gpu_search
+
+    fam = family("fused_add_rmsnorm")
+    assert gpu_search.generated_path(fam, dict(fam.target)) == generated.SOURCE
+    log = SearchLog(fam.name, dict(fam.target), fam.space.size, "eager")
+    decision = search.decide(timer(), "fast", FakeArm("fast", 0.5), rung=0)
+    log.decision = decision
+    measured = gpu_search._bandwidth(fam, (16384, 4096), log, {"copy_gbps": 4000.0})
+    expected = (4 * 16384 * 4096 + 4096) * 2 / (decision.measurement.candidate_ms * 1e-3) / 1e9
+    assert measured["gbps"] == pytest.approx(expected) and measured["fraction_of_copy"] == pytest.approx(expected / 4000)
+    assert "of the copy ceiling 4000 GB/s" in log.format()
