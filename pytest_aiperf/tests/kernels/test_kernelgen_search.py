@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -193,3 +194,29 @@ def test_a_promotion_writes_the_file_the_ch20_case_loads_and_logs_its_share_of_t
     expected = (4 * 16384 * 4096 + 4096) * 2 / (decision.measurement.candidate_ms * 1e-3) / 1e9
     assert measured["gbps"] == pytest.approx(expected) and measured["fraction_of_copy"] == pytest.approx(expected / 4000)
     assert "of the copy ceiling 4000 GB/s" in log.format()
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").is_file(),
+                    reason="needs nvcc")
+def test_in_a_search_the_planted_tail_bug_is_rejected_however_fast_and_a_correct_candidate_is_promoted(
+        tmp_path_factory, monkeypatch):
+    from kernels.ch20.kernelgen import build_candidates, verification
+    from pytest_aiperf.tests.kernels.test_kernelgen_compile import planted_family, shared_root
+
+    monkeypatch.setenv("AIPERF_CACHE_DIR", str(shared_root(tmp_path_factory) / "kernelgen-cache"))
+    monkeypatch.setenv("AIPERF_CUDA_ARCH", "sm_90a")
+    folder = tmp_path_factory.mktemp("kernelgen-search")
+    fam, planted = family("fused_add_rmsnorm"), planted_family(folder / "planted")
+    families = {fam.name: fam, planted.name: planted}
+    wrong = planted.candidate(fam.defaults[0])
+    good, slower = fam.candidate(fam.defaults[0]), fam.candidate(fam.defaults[1])
+    truth = {wrong.name: 0.3, good.name: 0.7, slower.name: 0.9}  # the wrong one skips work, so it looks fastest
+    stages = pipeline.Stages(compile=lambda chosen: build_candidates.compile_all(chosen, folder, families),
+                             verify=lambda c, built: verification.verify(families[c.family], built, "cpu"),
+                             arm=lambda c, built: FakeArm(c.name, truth[c.name]))
+    log = SearchLog(fam.name, dict(fam.target), fam.space.size, "eager")
+    result = pipeline.run([wrong, good, slower], families, stages=stages, timer=timer(), log=log)
+    assert log.entries[wrong.name]["stage"] == "verify" and "disagrees" in log.entries[wrong.name]["reasons"][0]
+    assert wrong.name not in {m.name for m in log.measurements}
+    assert result.winner == good and result.promote and log.entries[good.name]["stage"] == "promoted"
+    assert log.counts()["compiled"] == 3 and log.counts()["verified"] == 2
