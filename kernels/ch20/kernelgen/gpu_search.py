@@ -51,6 +51,25 @@ def _bandwidth(fam: Family, shape: tuple[int, ...], log: SearchLog,
     return {"gbps": gbps, "copy_ceiling_gbps": ceilings["copy_gbps"], "fraction_of_copy": fraction}
 
 
+def _promote(fam: Family, target: dict[str, int], result: pipeline.Result, hardware: str, extra: dict[str, Any],
+             registry_path: Path) -> None:
+    """Write the winner where the ch20 case loads it and merge its record into the registry."""
+    assert result.built is not None and result.winner is not None and result.log.decision is not None
+    source = generated_path(fam, target)
+    text = result.built.source.read_text(encoding="utf-8")
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_text(text, encoding="utf-8")
+    final = result.log.decision.measurement
+    registry.promote({
+        "family": fam.name, "target": dict(target), "hardware": hardware, "candidate": result.winner.name,
+        "params": result.winner.values, "template_sha256": fam.template_sha256,
+        "generator_version": render.GENERATOR_VERSION, "source": str(source.relative_to(GENERATED.parents[2])),
+        "source_sha256": hashlib.sha256(text.encode()).hexdigest(), "speedup": final.estimate.speedup,
+        "lo": final.estimate.lo, "hi": final.estimate.hi, "rounds": final.estimate.rounds,
+        "noise_margin": final.margin, **extra,
+        "promoted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}, registry_path)
+
+
 def run(fam: Family, target: dict[str, int], policy: search.Policy, *, registry_path: Path = registry.DEFAULT,
         log_path: Path | None = None, promote: bool = True) -> tuple[pipeline.Result, Path]:
     """Search ``fam`` at ``target`` on this GPU; returns the result and where its log was written."""
@@ -73,25 +92,16 @@ def run(fam: Family, target: dict[str, int], policy: search.Policy, *, registry_
         compile=lambda chosen: build_candidates.compile_all(chosen, emit.work_folder(), {fam.name: fam}),
         verify=verify, arm=lambda candidate, built: verification.arm(fam, built, "cuda"))
     log = SearchLog(fam.name, dict(target), fam.space.size, incumbent_name)
-    result = pipeline.run(fam.candidates(target), {fam.name: fam}, stages=stages, timer=timer, log=log)
-    bandwidth = _bandwidth(fam, shape, log, measure.measure_ceilings(backend))
-    if result.promote and promote and result.built is not None and log.decision is not None:
-        source = generated_path(fam, target)
-        text = result.built.source.read_text(encoding="utf-8")
-        source.parent.mkdir(parents=True, exist_ok=True)
-        source.write_text(text, encoding="utf-8")
-        est = log.decision.measurement.estimate
-        registry.promote({
-            "family": fam.name, "target": dict(target), "hardware": hardware, "gpu": gpu,
-            "candidate": result.winner.name, "params": result.winner.values,
-            "template_sha256": fam.template_sha256, "generator_version": render.GENERATOR_VERSION,
-            "source": str(source.relative_to(GENERATED.parents[2])),
-            "source_sha256": hashlib.sha256(text.encode()).hexdigest(),
-            "speedup": est.speedup, "lo": est.lo, "hi": est.hi, "rounds": est.rounds,
-            "noise_margin": log.decision.measurement.margin, "incumbent": incumbent_name,
-            "time_shape": list(shape), "torch": torch.__version__, "seed": policy.seed, **bandwidth,
-            "promoted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
-            registry_path)
+    try:
+        result = pipeline.run(fam.candidates(target), {fam.name: fam}, stages=stages, timer=timer, log=log)
+    except verification.ContextLost as exc:  # the log so far is still written: it names the candidate
+        log.outcome = f"search ended: {exc}"
+        result = pipeline.Result(log)
+    bandwidth = _bandwidth(fam, shape, log, measure.measure_ceilings(backend)) if log.decision else {}
+    if result.promote and promote:
+        _promote(fam, target, result, hardware, {
+            "gpu": gpu, "incumbent": incumbent_name, "time_shape": list(shape), "torch": torch.__version__,
+            "seed": policy.seed, **bandwidth}, registry_path)
     log_path = log_path or GENERATED / f"search-{fam.name}-{hardware}.json"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text(json.dumps(log.to_json(), indent=2, default=str) + "\n", encoding="utf-8")

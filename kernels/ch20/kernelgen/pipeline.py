@@ -103,7 +103,7 @@ def run(candidates: Sequence[Candidate], families: dict[str, Family], *, stages:
     rank = search.exhaustive if len(chosen) <= policy.exhaustive_max else search.successive_halving
     name, measured = rank(timer, arms)
     log.measurements += measured
-    decision = search.decide(timer, name, arms[name], rung=max(m.rung for m in measured) + 1)
+    decision = search.decide(timer, name, arms[name], rung=max((m.rung for m in measured), default=-1) + 1)
     log.measurements.append(decision.measurement)
     log.decision = decision
     log.phase("time")

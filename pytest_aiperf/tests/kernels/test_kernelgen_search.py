@@ -220,3 +220,17 @@ def test_in_a_search_the_planted_tail_bug_is_rejected_however_fast_and_a_correct
     assert wrong.name not in {m.name for m in log.measurements}
     assert result.winner == good and result.promote and log.entries[good.name]["stage"] == "promoted"
     assert log.counts()["compiled"] == 3 and log.counts()["verified"] == 2
+
+
+def test_a_sampled_search_with_one_survivor_measures_it_once_more_and_decides():
+    fam = family("fused_add_rmsnorm")
+    policy_args = {"exhaustive_max": 2, "sample": 5, "seed": 3}
+    log = SearchLog(fam.name, dict(fam.target), fam.space.size, "eager")
+    chosen = pipeline.select(fam.candidates(), {fam.name: fam}, search.Policy(**policy_args),
+                             SearchLog(fam.name, dict(fam.target), fam.space.size, "eager"))
+    survivor = chosen[2]
+    stages = pipeline.Stages(compile=lambda picked: {c: fake_build(c, fails=c != survivor) for c in picked},
+                             verify=lambda c, built: None, arm=lambda c, built: FakeArm(c.name, 0.6))
+    result = pipeline.run(fam.candidates(), {fam.name: fam}, stages=stages, timer=timer(**policy_args), log=log)
+    assert result.winner == survivor and result.promote and [m.rung for m in log.measurements] == [0]
+    assert "successive halving over a seeded sample of 5" in log.mode and log.counts()["rejected_compile"] == 4
