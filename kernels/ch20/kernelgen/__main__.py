@@ -20,6 +20,7 @@ from typing import Sequence
 
 from kernels.ch20.kernelgen import constraints, emit, registry, render, search
 from kernels.ch20.kernelgen.families import FAMILIES, family
+from kernels.ch20.kernelgen.space import Candidate
 
 COMMANDS = ("list", "render", "check", "search", "emit")
 
@@ -61,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _named(args: argparse.Namespace, fam_target: dict[str, int]):
+def _named(args: argparse.Namespace, fam_target: dict[str, int]) -> Candidate | None:
     fam = family(args.family)
     if args.params and args.candidate:
         raise ValueError("--params and --candidate both name a candidate: give one")
@@ -134,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args.family, fam_target)
         if args.command == "search":
             return _search(args, fam_target)
-        done = emit.emit(family(args.family), args.emit, named=named, hardware=args.hardware,
+        done = emit.emit(family(args.family), args.emit, named=named, target=fam_target, hardware=args.hardware,
                          registry_path=args.registry)
     except (emit.EmitError, registry.RegistryError) as exc:
         print(f"kernelgen: {exc}", file=sys.stderr)

@@ -3,9 +3,9 @@
 Which candidate: the one named (``--params`` or ``--candidate``), else the registry's promoted kernel for the
 family, target and hardware (re-rendered, and refused if the template changed since it was promoted: its record
 would no longer describe the file), else the family's hand-picked defaults in order, which are unmeasured and say
-so. Before anything is written the candidate is compiled through the build cache for ``build.arch()`` (sm_90a on
-Hopper or in CI), judged by ptxas (no spills, occupancy) and verified on the CPU by its host emulation; the first
-candidate that passes is written atomically. When none passes, ``EmitError`` carries every candidate's reason and
+so. Before anything is written a candidate must pass the static constraints, compile through the build cache for
+``build.arch()`` (sm_90a on Hopper or in CI), pass ptxas's judgement (no spills, occupancy) and pass the checks
+on the CPU by its host emulation; the first candidate that passes is written atomically. When none passes, ``EmitError`` carries every candidate's reason and
 nothing is written.
 
 The emitted file exports the family's launcher (``kernelgen_<family>``, the family's fixed signature) and its host
@@ -80,10 +80,11 @@ def check(fam: Family, candidates: Sequence[Candidate]) -> tuple[dict[Candidate,
     return builds, reasons
 
 
-def emit(fam: Family, path: Path, *, named: Candidate | None = None, hardware: str | None = None,
-         registry_path: Path = registry.DEFAULT) -> Emitted:
-    """Write the chosen candidate (module doc) to ``path``; EmitError, with every reason, when none passes."""
-    target = dict(fam.target) if named is None else named.target_values
+def emit(fam: Family, path: Path, *, named: Candidate | None = None, target: dict[str, int] | None = None,
+         hardware: str | None = None, registry_path: Path = registry.DEFAULT) -> Emitted:
+    """Write the chosen candidate (module doc) at ``target`` (default: the family's, or the named candidate's) to
+    ``path``; EmitError, with every reason, when none passes."""
+    target = named.target_values if named is not None else dict(target or fam.target)
     chosen = named or promoted(fam, target, hardware, registry_path)
     why = "named" if named else "promoted" if chosen else "default (unmeasured: no promoted kernel in the registry)"
     tried = [chosen] if chosen else [fam.candidate(p, target) for p in fam.defaults]
@@ -91,6 +92,10 @@ def emit(fam: Family, path: Path, *, named: Candidate | None = None, hardware: s
         raise EmitError(f"{fam.name} has no promoted kernel and no defaults: name a candidate with --params")
     failed: dict[Candidate, str] = {}
     for candidate in tried:  # in order, one at a time: the first usually passes
+        static = constraints.static_reasons(fam, candidate)
+        if static:
+            failed[candidate] = "; ".join(static)
+            continue
         builds, reasons = check(fam, [candidate])
         if candidate not in reasons:
             _write_atomic(path, builds[candidate].source.read_text(encoding="utf-8"))

@@ -115,3 +115,10 @@ def test_list_names_every_family_with_its_space(capsys):
     out = capsys.readouterr().out
     assert "fused_add_rmsnorm: 720 candidates, 564 pass" in out and "row_softmax: 60 candidates, 57 pass" in out
     assert json.dumps(["registers", "online", "three_pass"]).replace('"', "'") in out
+
+
+def test_emit_refuses_a_candidate_the_static_constraints_reject_before_compiling(cache, tmp_path, capsys):
+    assert main(["--emit", str(tmp_path / "t.cu"), "--family", "fused_add_rmsnorm", "--target", "hidden=5120",
+                 "--params", "THREADS=512,VEC=8,ROWS_PER_CTA=1,REDUCE=smem_tree,HOLD=reread,LOAD=plain"]) == 1
+    assert "leaves 38% of lane slots idle at hidden=5120 (tail)" in capsys.readouterr().err
+    assert not (tmp_path / "t.cu").exists()
