@@ -40,7 +40,8 @@ def test_emit_writes_a_default_that_compiles_and_plugs_into_the_case_unchanged(c
     out = tmp_path / "out" / "test.cu"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-m", "kernels.ch20.kernelgen", "--emit", str(out), "--family",
-                           "fused_add_rmsnorm"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+                           "fused_add_rmsnorm", "--registry", str(tmp_path / "none.json")],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     fam = family("fused_add_rmsnorm")
     head = render.read_header(out.read_text())
@@ -86,7 +87,8 @@ def test_emit_exits_1_with_every_reason_when_nothing_compiles(cache, tmp_path, m
     compiler.chmod(0o755)
     monkeypatch.setenv("CUDACXX", str(compiler))
     monkeypatch.setenv("AIPERF_CACHE_DIR", str(tmp_path / "cache"))
-    assert main(["--emit", str(tmp_path / "x.cu"), "--family", "row_softmax"]) == 1
+    assert main(["--emit", str(tmp_path / "x.cu"), "--family", "row_softmax", "--registry",
+                 str(tmp_path / "none.json")]) == 1
     err = capsys.readouterr().err
     assert "nothing to emit, no candidate passed" in err and err.count("broken-nvcc: no device compiler here") == 2
     assert not (tmp_path / "x.cu").exists()
