@@ -2,6 +2,7 @@
 seeded trace through the same engine and differ only in the technique.
 
 - continuous_batching: static batches run to their longest request vs iteration-level scheduling (e2e p99).
+- paged_kv_cache: a contiguous max-length KV reservation per sequence vs paged blocks, at one KV budget (tokens/s).
 
 Every request's tokens, in both arms, must be the float64 single-request greedy choice at every position, up to the
 first near-tie (``kernels/ch15/serving_arms.py``). Timing shapes are four Llama-3.2-1B layers with a 32000-token
@@ -21,7 +22,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.ch15 import continuous_batching
+from kernels.ch15 import continuous_batching, paged_kv_cache
 from kernels.ch15.serving_arms import token_reference, unread_reference
 from pytest_aiperf import Case
 
@@ -33,6 +34,10 @@ CASES = [
          optimized=continuous_batching.optimized_continuous_batching, inputs=continuous_batching.inputs,
          workload=continuous_batching.workload, goal="latency", metric="e2e_p99",
          check_shapes=[(64, 2, 8, 3), (64, 2, 12, 4)], time_shapes=[(2048, 4, 256, 32)], min_speedup=1.05, budget_s=60, **SERVING),
+    Case(name="paged_kv_cache", baseline=paged_kv_cache.baseline_contiguous_reservation,
+         optimized=paged_kv_cache.optimized_paged_blocks, inputs=paged_kv_cache.inputs, work=paged_kv_cache.work,
+         workload=paged_kv_cache.workload, goal="throughput", check_shapes=[(64, 2, 8, 96, 32), (64, 2, 12, 64, 24)],
+         time_shapes=[(2048, 4, 256, 32768, 2048)], min_speedup=2.1, budget_s=45, **SERVING),
 ]
 
 
