@@ -3,6 +3,7 @@ seeded trace through the same engine and differ only in the technique.
 
 - continuous_batching: static batches run to their longest request vs iteration-level scheduling (e2e p99).
 - paged_kv_cache: a contiguous max-length KV reservation per sequence vs paged blocks, at one KV budget (tokens/s).
+- prefix_cache_reuse: every request prefills its whole prompt vs block-hash prefix reuse (TTFT p50).
 
 Every request's tokens, in both arms, must be the float64 single-request greedy choice at every position, up to the
 first near-tie (``kernels/ch15/serving_arms.py``). Timing shapes are four Llama-3.2-1B layers with a 32000-token
@@ -22,7 +23,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.ch15 import continuous_batching, paged_kv_cache
+from kernels.ch15 import continuous_batching, paged_kv_cache, prefix_cache_reuse
 from kernels.ch15.serving_arms import token_reference, unread_reference
 from pytest_aiperf import Case
 
@@ -38,6 +39,11 @@ CASES = [
          optimized=paged_kv_cache.optimized_paged_blocks, inputs=paged_kv_cache.inputs, work=paged_kv_cache.work,
          workload=paged_kv_cache.workload, goal="throughput", check_shapes=[(64, 2, 8, 96, 32), (64, 2, 12, 64, 24)],
          time_shapes=[(2048, 4, 256, 32768, 2048)], min_speedup=2.1, budget_s=45, **SERVING),
+    Case(name="prefix_cache_reuse", baseline=prefix_cache_reuse.baseline_full_prefill,
+         optimized=prefix_cache_reuse.optimized_block_hash_reuse, inputs=prefix_cache_reuse.inputs,
+         workload=prefix_cache_reuse.workload, goal="latency", metric="ttft_p50",
+         check_shapes=[(64, 2, 2, 3, 16, 2), (64, 2, 3, 4, 12, 3)], time_shapes=[(2048, 4, 8, 32, 4096, 32)], min_speedup=1.25,
+         budget_s=30, **SERVING),
 ]
 
 
