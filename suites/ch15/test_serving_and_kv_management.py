@@ -4,6 +4,7 @@ seeded trace through the same engine and differ only in the technique.
 - continuous_batching: static batches run to their longest request vs iteration-level scheduling (e2e p99).
 - paged_kv_cache: a contiguous max-length KV reservation per sequence vs paged blocks, at one KV budget (tokens/s).
 - prefix_cache_reuse: every request prefills its whole prompt vs block-hash prefix reuse (TTFT p50).
+- chunked_prefill: whole-prompt prefill steps vs stall-free chunked prefill with a token budget (TPOT p99).
 
 Every request's tokens, in both arms, must be the float64 single-request greedy choice at every position, up to the
 first near-tie (``kernels/ch15/serving_arms.py``). Timing shapes are four Llama-3.2-1B layers with a 32000-token
@@ -23,7 +24,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.ch15 import continuous_batching, paged_kv_cache, prefix_cache_reuse
+from kernels.ch15 import chunked_prefill, continuous_batching, paged_kv_cache, prefix_cache_reuse
 from kernels.ch15.serving_arms import token_reference, unread_reference
 from pytest_aiperf import Case
 
@@ -44,6 +45,11 @@ CASES = [
          workload=prefix_cache_reuse.workload, goal="latency", metric="ttft_p50",
          check_shapes=[(64, 2, 2, 3, 16, 2), (64, 2, 3, 4, 12, 3)], time_shapes=[(2048, 4, 8, 32, 4096, 32)], min_speedup=1.25,
          budget_s=30, **SERVING),
+    Case(name="chunked_prefill", baseline=chunked_prefill.baseline_whole_prompt_prefill,
+         optimized=chunked_prefill.optimized_chunked_prefill, inputs=chunked_prefill.inputs,
+         workload=chunked_prefill.workload, goal="latency", metric="tpot_p99",
+         check_shapes=[(64, 2, 8, 2000, 4, 8), (64, 2, 10, 1000, 3, 5)], time_shapes=[(2048, 4, 256, 100, 64, 2048)], min_speedup=1.05,
+         budget_s=60, **SERVING),
 ]
 
 
