@@ -34,6 +34,7 @@ Napkin math on an H100 SXM (HBM3, 3.35 TB/s; 3.0 TB/s measured copy ceiling):
   single gaps between tokens on a GPU-bound engine with 4-8K prompts; the core's TPOT is a request's mean gap, and
   here a stall costs a host-bound step or two, not ~30 ms.
 - H200 (4.8 TB/s; 4.25 measured): the GPU parts shrink and the steps stay host-bound: ~1.6x.
+- floor: ``min_speedup`` 1.05 (70% of the low end, 1.3x, is 0.91; never below 1.05).
 
 Step counts come from replaying the timing trace through the engine's scheduler on a virtual clock, each step
 costing max(host dispatch, GPU time) with the GPU time from bytes at 3.0 / 4.25 TB/s, GEMM flops at 600 / 650 TFLOP/s

@@ -19,7 +19,8 @@ tokens), outputs lognormal (median 24, sigma 1, 4-128). At the timing seed: 61,2
 
 Gated metric ``e2e_p99``: every request arrives at t=0, so the 99th-percentile request finishes with almost the whole
 trace served, and its latency is the drain time, the inverse of throughput (the report adds output tokens/s and TTFT
-and TPOT p50/p99 of both arms).
+and TPOT p50/p99 of both arms). Workload statistics: the share of the static arm's decode rows spent on finished
+requests, and the outputs' mean and longest length.
 
 Napkin math on an H100 SXM (HBM3, 3.35 TB/s; 3.0 TB/s measured copy ceiling):
 - a step (``serving_arms``): ~45-50 launches per layer, x4, plus ~10, at 15.5-21 us each: ~3.2-4.4 ms of host
@@ -36,6 +37,7 @@ Napkin math on an H100 SXM (HBM3, 3.35 TB/s; 3.0 TB/s measured copy ceiling):
   running decodes, the cost ``chunked_prefill`` removes). The plan's 2.5-4x assumed graphed, bandwidth-bound steps
   and outputs up to 1,024 tokens; a static replay of those would run minutes here.
 - H200 (4.8 TB/s; 4.25 measured): only the GPU part shrinks, and it hides behind the host's dispatch: ~1.9x as well.
+- floor: ``min_speedup`` 1.05 (70% of the low end, 1.5x, is 1.05).
 
 Step counts come from replaying the timing trace through the engine's scheduler on a virtual clock, each step
 costing max(host dispatch, GPU time) with the GPU time from bytes at 3.0 / 4.25 TB/s, GEMM flops at 600 / 650 TFLOP/s

@@ -31,6 +31,7 @@ Napkin math on an H100 SXM (HBM3, 3.35 TB/s; 3.0 TB/s measured copy ceiling):
   GPU-bound). The plan's 1.6-2.2x assumed bandwidth-bound graphed steps at 78 vs 256 sequences; here a step's cost
   barely grows with the sequences in it.
 - H200 (4.8 TB/s; 4.25 measured): only the GPU part shrinks: ~4.4x.
+- floor: ``min_speedup`` 2.1 (70% of the low end, 3x).
 
 Step counts come from replaying the timing trace through the engine's scheduler on a virtual clock, each step
 costing max(host dispatch, GPU time) with the GPU time from bytes at 3.0 / 4.25 TB/s, GEMM flops at 600 / 650 TFLOP/s

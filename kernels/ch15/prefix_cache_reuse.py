@@ -10,7 +10,7 @@ caching).
 - Mechanism: the shared prefix is prefilled once per group instead of once per request.
 
 Both arms run ``ContinuousBatching`` (32 sequences) over the same paged pool, with room for 32 of the longest
-sequences and every group's prefix (179,200 tokens, 1.4 GB), the same model step and the same decode attention
+sequences and every group's prefix (179,200 tokens, 1.5 GB), the same model step and the same decode attention
 (``kernels/ch15/serving_arms.py``).
 
 Shape ``(hidden, layers, groups, per_group, prefix_len, max_batch)``. Timing shape (2048, 4, 8, 32, 4096, 32): four
@@ -33,6 +33,7 @@ Napkin math on an H100 SXM (HBM3, 3.35 TB/s; 3.0 TB/s measured copy ceiling; bf1
   compute-bound; here the cached arm pays its per-request host dispatch and the first wave misses.
 - H200 (4.8 TB/s, 4.25 measured; ~650 TFLOP/s): the GPU-bound baseline shrinks, the host-bound cached arm does not:
   2.3-2.6x.
+- floor: ``min_speedup`` 1.25 (70% of the low end, 1.8x).
 
 Step counts come from replaying the timing trace through the engine's scheduler on a virtual clock, each step
 costing max(host dispatch, GPU time) with the GPU time from bytes at 3.0 / 4.25 TB/s, GEMM flops at 600 / 650 TFLOP/s
