@@ -1,0 +1,75 @@
+"""Chapter 15: serving core, on the project's serving engine (``kernels.serving``): both arms of a pair replay the same
+seeded trace through the same engine and differ only in the technique.
+
+- continuous_batching: static batches run to their longest request vs iteration-level scheduling (e2e p99).
+- paged_kv_cache: a contiguous max-length KV reservation per sequence vs paged blocks, at one KV budget (tokens/s).
+- prefix_cache_reuse: every request prefills its whole prompt vs block-hash prefix reuse (TTFT p50).
+- chunked_prefill: whole-prompt prefill steps vs stall-free chunked prefill with a token budget (TPOT p99).
+
+Every request's tokens, in both arms, must be the float64 single-request greedy choice at every position, up to the
+first near-tie (``kernels/ch15/serving_arms.py``). Timing shapes are four Llama-3.2-1B layers with a 32000-token
+vocabulary (why: ``serving_arms``); check shapes the TINY model on the CPU with gather + SDPA decode attention.
+Each kernel module's header has the napkin math and the predicted speedup; ``min_speedup`` is the conservative floor,
+about 70% of the low end of the prediction and never below 1.05.
+
+A replay takes ~0.6-4.4 s (predicted), so a sample is one replay and ``budget_s`` is sized to a round of both arms
+(2.5-6.4 s): the warm-up takes three rounds (at least three calls, and a quarter of the budget), then sampling runs
+to the budget: ~7-9 sampled rounds per case, not the 20 a microsecond case gets (the core checks the gate's decision
+from round 20 on, and stops at the budget after three). With the checks at the timing shape (two replays per arm and
+the float64 reference), the first calls and the workload replays, a case takes ~0.75-1.5 minutes of GPU time, the
+chapter ~5 minutes.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels.ch15 import chunked_prefill, continuous_batching, paged_kv_cache, prefix_cache_reuse
+from kernels.ch15.serving_arms import token_reference, unread_reference
+from pytest_aiperf import Case
+
+SERVING = dict(reference=unread_reference, token_reference=token_reference, dtypes=["bf16"], cache="warm",
+               host_dispatch="timed")
+
+CASES = [
+    Case(name="continuous_batching", baseline=continuous_batching.baseline_static_batching,
+         optimized=continuous_batching.optimized_continuous_batching, inputs=continuous_batching.inputs,
+         workload=continuous_batching.workload, goal="latency", metric="e2e_p99",
+         check_shapes=[(64, 2, 8, 3), (64, 2, 12, 4)], time_shapes=[(2048, 4, 256, 32)], min_speedup=1.05,
+         budget_s=60, **SERVING),
+    Case(name="paged_kv_cache", baseline=paged_kv_cache.baseline_contiguous_reservation,
+         optimized=paged_kv_cache.optimized_paged_blocks, inputs=paged_kv_cache.inputs, work=paged_kv_cache.work,
+         workload=paged_kv_cache.workload, goal="throughput",
+         check_shapes=[(64, 2, 8, 96, 32), (64, 2, 12, 64, 24)], time_shapes=[(2048, 4, 256, 32768, 2048)],
+         min_speedup=2.1, budget_s=45, **SERVING),
+    Case(name="prefix_cache_reuse", baseline=prefix_cache_reuse.baseline_full_prefill,
+         optimized=prefix_cache_reuse.optimized_block_hash_reuse, inputs=prefix_cache_reuse.inputs,
+         workload=prefix_cache_reuse.workload, goal="latency", metric="ttft_p50",
+         check_shapes=[(64, 2, 2, 3, 16, 2), (64, 2, 3, 4, 12, 3)], time_shapes=[(2048, 4, 8, 32, 4096, 32)],
+         min_speedup=1.25, budget_s=30, **SERVING),
+    Case(name="chunked_prefill", baseline=chunked_prefill.baseline_whole_prompt_prefill,
+         optimized=chunked_prefill.optimized_chunked_prefill, inputs=chunked_prefill.inputs,
+         workload=chunked_prefill.workload, goal="latency", metric="tpot_p99",
+         check_shapes=[(64, 2, 8, 2000, 4, 8), (64, 2, 10, 1000, 3, 5)],
+         time_shapes=[(2048, 4, 256, 100, 64, 2048)], min_speedup=1.05, budget_s=60, **SERVING),
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_cpu_thread_without_a_gpu():
+    """The CPU checks run TINY, whose ops are microseconds long: intra-op threads only contend (the engine's tests
+    measured the same, 6 s with one thread vs 28 s with two on 2 shared cores). On a GPU the threads are left as the
+    plugin set them."""
+    if torch.cuda.is_available():
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.perf_pair(*CASES)
+def test_optimized_arm_beats_baseline(pair, aiperf):
+    aiperf.run(pair)
