@@ -1,4 +1,5 @@
-"""Repository root marker for pytest; the plugin itself loads through its `pytest11` entry point (named aiperf)."""
+"""Repository root for pytest (the plugin itself loads through its `pytest11` entry point, named aiperf): checks the
+plugin is loaded, and sets the intra-op threads of a machine without a GPU."""
 
 import pytest
 
@@ -7,3 +8,20 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.pluginmanager.has_plugin("aiperf"):
         raise pytest.UsageError("this repository's suites and tests need the pytest-aiperf plugin, which is not "
                                 "loaded: install it (pip install -e .) and do not disable it (-p no:aiperf)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_intra_op_thread_without_a_gpu():
+    """Without a GPU the suites and the kernels' tests only verify tiny shapes, whose ops last microseconds, so
+    torch's intra-op threads only contend (on CI's 2 cores with two xdist workers the serving engine's tests took
+    6 s with one thread, 28 s with two). Each worker then runs with one; a GPU machine is left as it is (the
+    plugin keeps the measuring thread and torch's pool on the CPUs it chose)."""
+    import torch
+
+    if torch.cuda.is_available():
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

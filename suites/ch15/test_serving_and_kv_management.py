@@ -23,7 +23,6 @@ chapter ~5 minutes.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from kernels.ch15 import chunked_prefill, continuous_batching, paged_kv_cache, prefix_cache_reuse
 from kernels.ch15.serving_arms import token_reference, unread_reference
@@ -54,20 +53,6 @@ CASES = [
          check_shapes=[(64, 2, 8, 2000, 4, 8), (64, 2, 10, 1000, 3, 5)],
          time_shapes=[(2048, 4, 256, 100, 64, 2048)], min_speedup=1.05, budget_s=60, **SERVING),
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_cpu_thread_without_a_gpu():
-    """The CPU checks run TINY, whose ops are microseconds long: intra-op threads only contend (the engine's tests
-    measured the same, 6 s with one thread vs 28 s with two on 2 shared cores). On a GPU the threads are left as the
-    plugin set them."""
-    if torch.cuda.is_available():
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.perf_pair(*CASES)

@@ -17,7 +17,6 @@ the floor, ~70% of the low end of the prediction.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from kernels.ch18 import (cascade_shared_prefix_decode, flex_sliding_window, fused_topk_topp_sampling,
                           gqa_native_decode, mla_absorbed_decode, paged_decode_attention)
@@ -63,17 +62,6 @@ CASES = [
          check_shapes=[(64, 300, 50), (12, 2000, 50), (8, 64, 64), (4, 100, 1)],
          time_shapes=[(64, 128_256, 50)], dtypes=["fp32"], min_speedup=2.1),
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread_on_the_cpu():
-    """Without a GPU, the check shapes' ops are microseconds long and intra-op threads only contend (on 2 shared
-    cores a float64 softmax over 2 x 8 x 137 took 8-14 ms with two threads, 20 us with one)."""
-    threads = torch.get_num_threads()
-    if not torch.cuda.is_available():
-        torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.perf_pair(*CASES)

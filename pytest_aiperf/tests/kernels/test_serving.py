@@ -22,16 +22,6 @@ from pytest_aiperf.latency import metrics
 BLOCK = 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """TINY's ops are microseconds long: intra-op threads only contend. On 2 shared cores the module took 6 s with one
-    thread, 28 s with two, and 102 s under ``-n 2`` (two workers of two threads each)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model():
     return Decoder(TINY, seed=1, max_positions=128)
