@@ -114,7 +114,7 @@ class Case:
     ``[requests, positions]``, gives the reference's teacher-forced logits ``[requests, positions, vocab]`` at each
     position of a candidate sequence: the tokens must be the reference's greedy choice at every position, except
     that the comparison of a request stops, and says so, at the first position whose top-two logits are closer than
-    the dtype can resolve.
+    the dtype can resolve. Where the tokens are the arms' only output, ``reference`` is not called.
     ``memory`` (goal "memory") names the peak that is compared: "allocated" bytes, or "reserved" by the caching
     allocator where the lesson is the allocator; ``max_slowdown`` bounds the time cost a memory win may have (for
     example 1.45: the optimized arm at most 1.45x slower), recorded beside the memory ratio.

@@ -148,13 +148,6 @@ def served(served_arm: Stateful, inputs: Sequence[Any]) -> ServeStats:
     return state.stats
 
 
-def unread_reference(trace: Trace, model: Decoder, deployment: Deployment) -> tuple[torch.Tensor]:
-    """The reference's outputs as the checks line them up with the arms': the arms' only compared output is their
-    tokens, which the core checks through ``token_reference`` and never against this slot, so no replay is spent
-    computing it."""
-    return (torch.empty(0, dtype=torch.long),)
-
-
 def _groups(trace: Trace) -> list[list[int]]:
     """Request indices by shared-prefix group; a request of no group is a group alone."""
     groups: dict[int, list[int]] = {}

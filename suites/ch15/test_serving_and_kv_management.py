@@ -25,10 +25,10 @@ from __future__ import annotations
 import pytest
 
 from kernels.ch15 import chunked_prefill, continuous_batching, paged_kv_cache, prefix_cache_reuse
-from kernels.ch15.serving_arms import token_reference, unread_reference
+from kernels.ch15.serving_arms import token_reference
 from pytest_aiperf import Case
 
-SERVING = dict(reference=unread_reference, token_reference=token_reference, dtypes=["bf16"], cache="warm",
+SERVING = dict(token_reference=token_reference, dtypes=["bf16"], cache="warm",
                host_dispatch="timed")
 
 CASES = [

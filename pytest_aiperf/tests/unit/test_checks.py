@@ -72,3 +72,13 @@ def test_tokens_that_take_the_runner_up_fail_naming_where() -> None:
     with pytest.raises(CorrectnessError, match=r"optimized diverges from the reference's greedy choice in request 0 "
                                                r"at position 0: .*seed \d+, shape 3x5x11"):
         verify(token_param(lambda logits: logits.topk(2, -1).indices[..., 1]), "cpu")
+
+
+def test_a_case_whose_only_output_is_tokens_never_runs_its_reference() -> None:
+    def costly_reference(logits):
+        raise AssertionError("a whole float64 replay that nothing reads")
+
+    case = Case(name="greedy_tokens", baseline=greedy, optimized=greedy, inputs=token_inputs,
+                reference=costly_reference, token_reference=lambda logits, tokens: logits,
+                check_shapes=[(3, 5, 11)], time_shapes=[(8, 64, 512)])
+    assert verify(case.params()[0], "cpu").tokens["baseline"]["positions"] == 45
