@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import warnings
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest

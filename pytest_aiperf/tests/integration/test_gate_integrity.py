@@ -5,7 +5,6 @@ command."""
 from __future__ import annotations
 
 import json
-import textwrap
 import tomllib
 from pathlib import Path
 
