@@ -53,6 +53,24 @@ class Tolerance:
 
 
 @dataclass(frozen=True)
+class Guard:
+    """A secondary bound of a latency case, checked on the same calls as its metric: the optimized arm's
+    ``metric`` ("ttft_p50", "tokens_per_s", ...: ``latency.METRICS`` or "tokens_per_s") may be at most ``max_worse``
+    times worse than the baseline's (slower for a time, fewer for tokens per second). Chunked prefill, gated on its
+    p99 time per output token, guards its time to first token and its throughput this way."""
+
+    metric: str
+    max_worse: float
+
+    def __post_init__(self) -> None:
+        from pytest_aiperf.latency import METRICS
+
+        if self.metric not in (*METRICS, "tokens_per_s") or not self.max_worse >= 1:
+            raise ValueError(f"Guard takes a latency metric or tokens_per_s and max_worse >= 1, got {self.metric!r}, "
+                             f"{self.max_worse!r}")
+
+
+@dataclass(frozen=True)
 class Stateful:
     """An arm whose work mutates state that lives across calls (the parameters and optimizer moments of a training
     loop, a KV cache, a captured graph, an engine's pools).
@@ -127,6 +145,8 @@ class Case:
     what an arm reuses (saved compile artifacts), which the arms find in ``$AIPERF_COLD_START_DIR``.
     ``goal="latency"`` gates the request-level ``metric`` ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99",
     "e2e_p50", "e2e_p99"; ``latency.METRICS``) of arms that return their outputs and a ``latency.Timeline``.
+    ``guards`` (latency cases) bound the other request metrics of the optimized arm against the baseline's
+    (``Guard``): a gated win that costs more than declared elsewhere fails on its own reason.
     ``compute_only``, for an overlap pair, is the same computation without its communication, called with the same
     inputs; timed beside the arms on every rank, never verified; only for distributed cases. The report subtracts it
     from the baseline to tell the communication's time, its bus bandwidth, and how much of it the optimized arm hides.
@@ -160,6 +180,7 @@ class Case:
     workload_tolerance: float = 0.05
     prepare: Callable[[str], None] | None = None
     metric: str | None = None
+    guards: tuple[Guard, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum() or self.name != self.name.lower():
@@ -214,6 +235,8 @@ class Case:
 
             if self.metric not in METRICS:
                 raise ValueError(f"case {self.name}: metric {self.metric!r} is not one of {METRICS}")
+        if self.guards and (self.goal != "latency" or not all(isinstance(g, Guard) for g in self.guards)):
+            raise ValueError(f"case {self.name}: guards are Guard objects of a latency case")
         if not 0 < self.workload_tolerance < 1:
             raise ValueError(f"case {self.name}: workload_tolerance is relative, in (0, 1), got "
                              f"{self.workload_tolerance!r}")

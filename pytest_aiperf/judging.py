@@ -5,6 +5,7 @@
   recording hosts turns a fall into INCONCLUSIVE.
 - The memory goal judges the ratio of the arms' peak bytes instead, and the time cost of the win against the case's
   ``max_slowdown``: a memory win slower than declared fails on its own reason.
+- A latency case's ``guards`` bound its other request metrics: a gated win that breaks one is REGRESSED.
 - A workload unlike the recording's (``Case.workload`` statistics beyond ``workload_tolerance``) cannot show a
   regression or an improvement of the code: any verdict against an expectation reads INCONCLUSIVE, naming both.
 """
@@ -42,7 +43,8 @@ class Judgement:
 def judged(param: CaseParam, base_ms: Sequence[float], opt_ms: Sequence[float], *, base_wall_ms: Sequence[float],
            opt_wall_ms: Sequence[float], expected: Expected | None, gate: Gate, hardware: str, min_margin: float,
            peaks: dict[str, int | None] | None = None, throttle: Sequence[str] = (),
-           host_change: str | None = None, workload: dict[str, float] | None = None) -> Judgement:
+           host_change: str | None = None, workload: dict[str, float] | None = None,
+           latency: dict[str, dict[str, float] | None] | None = None) -> Judgement:
     """The judgement of one measurement's paired samples (ms), see the module docstring."""
     __tracebackhide__ = True
     for arm, events, walls in (("baseline", base_ms, base_wall_ms), ("optimized", opt_ms, opt_wall_ms)):
@@ -59,6 +61,10 @@ def judged(param: CaseParam, base_ms: Sequence[float], opt_ms: Sequence[float], 
         verdict = judge(times, gate, expected=expected, throttle=throttle, host_change=host_change,
                         hardware=hardware, **medians)
         judgement = Judgement(times, verdict, noise_margin(base_ms, opt_ms, floor=min_margin), host_change)
+    broken = guard_broken(case.guards, latency or {})
+    if broken and judgement.verdict.outcome is not Outcome.REGRESSED:
+        judgement = Judgement(judgement.estimate, Verdict(Outcome.REGRESSED, f"{broken}; {judgement.verdict.reason}"),
+                              judgement.noise_margin, judgement.host_change, judgement.time_speedup)
     shift = workload_shift(expected.workload if expected else None, workload, case.workload_tolerance)
     if shift and judgement.verdict.outcome is not Outcome.INCONCLUSIVE:
         verdict = Verdict(Outcome.INCONCLUSIVE, f"{shift}: the speedup was recorded at another workload, so this run "
@@ -66,6 +72,21 @@ def judged(param: CaseParam, base_ms: Sequence[float], opt_ms: Sequence[float], 
         judgement = Judgement(judgement.estimate, verdict, judgement.noise_margin, judgement.host_change,
                               judgement.time_speedup)
     return judgement
+
+
+def guard_broken(guards: Sequence[Any], latency: dict[str, dict[str, float] | None]) -> str | None:
+    """The first ``Guard`` the optimized arm breaks, as a sentence, given both arms' request metrics (medians over
+    calls, ``latency.Latency.summary``); None when every guard holds or no metrics were measured."""
+    base, opt = latency.get("baseline"), latency.get("optimized")
+    if not base or not opt:
+        return None
+    for guard in guards:
+        before, after = base[guard.metric], opt[guard.metric]
+        worse = before / after if guard.metric == "tokens_per_s" else after / before
+        if worse > guard.max_worse:
+            return (f"the guard on {guard.metric} is broken: {before:.4g} -> {after:.4g}, {worse:.2f}x worse, past its "
+                    f"declared {guard.max_worse:.2f}x")
+    return None
 
 
 def _memory(param: CaseParam, peaks: dict[str, int | None], times: SpeedupEstimate, expected: Expected | None,

@@ -146,8 +146,10 @@ class Measurer:
                 n["late_calls"] >= 0.5 * n["calls"] for n in dispatch().values())
             shift = host_shift(expected.launch_us, self.device.provenance().get("launch_us")) \
                 if expected and host_bound else None
+            latency_now = {arm: clock.summary(fn) for arm, fn in timed.items()} \
+                if isinstance(clock, latency.Latency) else None
             return samples, self._judge(param, samples, expected, gate, peaks=peaks, host_change=shift,
-                                        workload=workload)
+                                        workload=workload, latency_now=latency_now)
 
         samples, judged = measured(seed, budget)
         remeasured = None
@@ -208,14 +210,15 @@ class Measurer:
 
     def _judge(self, param: CaseParam, samples: measure.Samples, expected: Expected | None, gate: Gate, *,
                peaks: dict[str, int | None] | None = None, host_change: str | None = None,
-               workload: dict[str, float] | None = None, throttled: bool = True) -> Judgement:
+               workload: dict[str, float] | None = None, throttled: bool = True,
+               latency_now: dict[str, Any] | None = None) -> Judgement:
         tele = machine.summarize(samples.telemetry) if throttled and samples.telemetry else {}
         try:
             return judging.judged(param, samples.base_ms, samples.opt_ms, base_wall_ms=samples.base_wall_ms,
                                   opt_wall_ms=samples.opt_wall_ms, expected=expected, gate=gate,
                                   hardware=self.device.hardware_for(param.gpus), min_margin=self.options.min_margin,
                                   peaks=peaks, throttle=sorted(set(tele.get("throttle", [])) & machine.SEVERE_THROTTLE),
-                                  host_change=host_change, workload=workload)
+                                  host_change=host_change, workload=workload, latency=latency_now)
         except judging.NoPeakMemory as exc:
             raise Skip(str(exc)) from None
 

@@ -49,7 +49,7 @@ CASES = [
          min_speedup=1.25, budget_s=30, **SERVING),
     Case(name="chunked_prefill", baseline=chunked_prefill.baseline_whole_prompt_prefill,
          optimized=chunked_prefill.optimized_chunked_prefill, inputs=chunked_prefill.inputs,
-         workload=chunked_prefill.workload, goal="latency", metric="tpot_p99",
+         workload=chunked_prefill.workload, goal="latency", metric="tpot_p99", guards=chunked_prefill.GUARDS,
          check_shapes=[(64, 2, 8, 2000, 4, 8), (64, 2, 10, 1000, 3, 5)],
          time_shapes=[(2048, 4, 256, 100, 64, 2048)], min_speedup=1.05, budget_s=60, **SERVING),
 ]

@@ -54,3 +54,28 @@ def test_a_workload_unlike_the_recordings_reads_inconclusive_naming_both_values(
 def test_max_slowdown_belongs_to_the_memory_goal() -> None:
     with pytest.raises(ValueError, match="max_slowdown"):
         case(max_slowdown=1.2)
+
+
+def test_a_latency_win_that_breaks_a_guard_fails_on_the_guard() -> None:
+    from pytest_aiperf import Guard
+
+    c = case(goal="latency", metric="tpot_p99", guards=(Guard("ttft_p50", 1.2), Guard("tokens_per_s", 1.05)))
+    fine = {"baseline": {"ttft_p50": 100.0, "tokens_per_s": 900.0}, "optimized": {"ttft_p50": 110.0,
+                                                                                 "tokens_per_s": 880.0}}
+    assert judge_case(c, 3.0, 1.0, latency=fine).verdict.outcome is Outcome.PASS
+    slow_first = {**fine, "optimized": {"ttft_p50": 150.0, "tokens_per_s": 900.0}}
+    broken = judge_case(c, 3.0, 1.0, latency=slow_first)
+    assert broken.verdict.outcome is Outcome.REGRESSED
+    assert broken.verdict.reason.startswith("the guard on ttft_p50 is broken: 100 -> 150, 1.50x worse, past its "
+                                            "declared 1.20x")
+    fewer_tokens = {**fine, "optimized": {"ttft_p50": 100.0, "tokens_per_s": 800.0}}
+    assert "the guard on tokens_per_s is broken" in judge_case(c, 3.0, 1.0, latency=fewer_tokens).verdict.reason
+
+
+def test_guards_belong_to_latency_cases_and_bound_known_metrics() -> None:
+    from pytest_aiperf import Guard
+
+    with pytest.raises(ValueError, match="guards are Guard objects of a latency case"):
+        case(guards=(Guard("ttft_p50", 1.2),))
+    with pytest.raises(ValueError, match="max_worse >= 1"):
+        Guard("ttft_p90", 1.2)
