@@ -11,8 +11,8 @@ Llama-3-8B's attention (32 query heads, 8 KV heads of 128), pages of 16 tokens.
   kernel for the prefix: the queries of all requests that read one KV head (64 requests x 4 heads = 256 rows) are
   one dense multi-query problem; a program takes 64 of those rows and a split of the prefix's pages, so each page
   is loaded once per 64 query rows instead of once per 4, and writes a partial output and its log-sum-exp. (2) The
-  serving kernel ``_paged_decode_kernel`` over each request's suffix pages, writing its partial outputs and
-  log-sum-exps beside the prefix's. (3) The serving kernel ``_combine_splits_kernel`` merges every partial of a row
+  serving kernel ``paged_decode_kernel`` over each request's suffix pages, writing its partial outputs and
+  log-sum-exps beside the prefix's. (3) The serving kernel ``combine_splits_kernel`` merges every partial of a row
   (weights 2^(lse - max)): exact, the same attention over prefix + suffix.
 
 Shape ``(requests, prefix, suffix, heads, kv_heads, head_dim, page)``: suffix lengths spread evenly from suffix / 2
@@ -51,8 +51,8 @@ import triton.language as tl
 from kernels import itemsize, normal, seeded
 from kernels.ch18.paged_decode_attention import context_lengths, scattered_pool
 from kernels.ch18.paged_decode_attention import reference as paged_reference
-from kernels.serving.attention import (LOG2E, MAX_SPLITS, TILE_TOKENS, _combine_splits_kernel, _multiprocessors,
-                                       _paged_decode_kernel, paged_decode, split_count)
+from kernels.serving.attention import (LOG2E, MAX_SPLITS, TILE_TOKENS, attend_tile, combine_splits_kernel,
+                                       finish_partial, multiprocessors, paged_decode, paged_decode_kernel, split_count)
 from pytest_aiperf import Work
 
 ROWS_PER_PROGRAM = 64
@@ -81,19 +81,8 @@ def _shared_prefix_kernel(part_ptr, lse_ptr, q_ptr, k_ptr, v_ptr, table_ptr, row
         valid = page < last
         block = tl.load(table_ptr + page, mask=valid, other=0).to(tl.int64)
         offsets = ((block * BLOCK_SIZE + tile % BLOCK_SIZE) * KV_HEADS + kv_head) * HEAD_DIM
-        k = tl.load(k_ptr + offsets[:, None] + d[None, :], mask=valid[:, None], other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
-        s = tl.where(valid[None, :], s, float("-inf"))
-        m_new = tl.maximum(m, tl.max(s, 1))
-        p = tl.exp2(s - m_new[:, None])
-        alpha = tl.exp2(m - m_new)
-        total = total * alpha + tl.sum(p, 1)
-        v = tl.load(v_ptr + offsets[:, None] + d[None, :], mask=valid[:, None], other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-        m = m_new
-    some = total > 0
-    out = acc / tl.where(some, total, 1.0)[:, None]
-    lse = tl.where(some, m + tl.log2(tl.where(some, total, 1.0)), float("-inf"))
+        m, total, acc = attend_tile(q, k_ptr, v_ptr, offsets, d, valid, scale, m, total, acc, PRECISION)
+    out, lse = finish_partial(m, total, acc)
     tl.store(part_ptr + ((out_rows * SPLITS + split) * HEAD_DIM)[:, None] + d[None, :], out, mask=live[:, None])
     tl.store(lse_ptr + out_rows * SPLITS + split, lse, mask=live)
 
@@ -104,7 +93,7 @@ def prefix_split_count(programs: int, pages: int, pages_per_tile: int, device: t
     tiles = -(-pages // pages_per_tile)
     if device.type != "cuda":
         return min(2, tiles)
-    return max(1, min(-(-2 * _multiprocessors(device) // programs), tiles, MAX_SPLITS))
+    return max(1, min(-(-2 * multiprocessors(device) // programs), tiles, MAX_SPLITS))
 
 
 def inputs(shape: tuple[int, ...], dtype: str, seed: int, device: Any) -> tuple[Any, ...]:
@@ -149,13 +138,13 @@ def optimized_cascade(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
         part, lse, q, keys, values, tables[0], rows, shared_pages, -(-shared_pages // prefix_splits), scale,
         HEADS=heads, KV_HEADS=kv_heads, GROUP=group, HEAD_DIM=head_dim, BLOCK_SIZE=page, PAGES=per_tile,
         BLOCK_M=block_m, SPLITS=splits, PRECISION=precision, num_warps=4)
-    _paged_decode_kernel[(requests, kv_heads, suffix_splits)](
+    paged_decode_kernel[(requests, kv_heads, suffix_splits)](
         part[:, :, prefix_splits:], lse[:, :, prefix_splits:], q, keys, values, suffix_tables,
         lengths - shared_pages * page, scale, tables.stride(0), -(-suffix_tables.shape[1] // suffix_splits),
         KV_HEADS=kv_heads, GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim,
         BLOCK_SIZE=page, PAGES=per_tile, SPLITS=splits, PRECISION=precision, num_warps=4)
     out = torch.empty_like(q)
-    _combine_splits_kernel[(requests * heads,)](out, part, lse, SPLITS=splits,
+    combine_splits_kernel[(requests * heads,)](out, part, lse, SPLITS=splits,
                                                 SPLITS_PAD=triton.next_power_of_2(splits), HEAD_DIM=head_dim)
     return out
 

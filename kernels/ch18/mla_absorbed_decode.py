@@ -55,7 +55,8 @@ import triton.language as tl
 
 from kernels import itemsize, normal, seeded
 from kernels.ch18.grouped import grouped_attention
-from kernels.serving.attention import LOG2E, MAX_SPLITS, _combine_splits_kernel, _multiprocessors
+from kernels.serving.attention import (LOG2E, MAX_SPLITS, combine_splits_kernel, finish_partial, multiprocessors,
+                                       softmax_step)
 from pytest_aiperf import Work
 
 
@@ -94,16 +95,9 @@ def _latent_decode_kernel(part_ptr, lse_ptr, ql_ptr, qr_ptr, c_ptr, kr_ptr, cont
         c = tl.load(c_ptr + token[:, None] * LATENT + lat[None, :], mask=valid[:, None], other=0.0)
         k_rot = tl.load(kr_ptr + token[:, None] * ROPE + rot[None, :], mask=valid[:, None], other=0.0)
         s = (_dot(q_lat, tl.trans(c), EMULATE) + _dot(q_rot, tl.trans(k_rot), EMULATE)) * scale
-        s = tl.where(valid[None, :], s, float("-inf"))
-        m_new = tl.maximum(m, tl.max(s, 1))
-        p = tl.exp2(s - m_new[:, None])
-        alpha = tl.exp2(m - m_new)
-        total = total * alpha + tl.sum(p, 1)
+        m, p, alpha, total = softmax_step(tl.where(valid[None, :], s, float("-inf")), m, total)
         acc = acc * alpha[:, None] + _dot(p.to(c.dtype), c, EMULATE)
-        m = m_new
-    some = total > 0
-    out = acc / tl.where(some, total, 1.0)[:, None]
-    lse = tl.where(some, m + tl.log2(tl.where(some, total, 1.0)), float("-inf"))
+    out, lse = finish_partial(m, total, acc)
     tl.store(part_ptr + ((rows * SPLITS + split) * LATENT)[:, None] + lat[None, :], out, mask=live[:, None])
     tl.store(lse_ptr + rows * SPLITS + split, lse, mask=live)
 
@@ -114,7 +108,7 @@ def context_split_count(batch: int, context: int, block_n: int, device: torch.de
     tiles = -(-context // block_n)
     if device.type != "cuda":
         return min(2, tiles)
-    return max(1, min(-(-2 * _multiprocessors(device) // batch), tiles, MAX_SPLITS))
+    return max(1, min(-(-2 * multiprocessors(device) // batch), tiles, MAX_SPLITS))
 
 
 def expanded_cache(c_kv: torch.Tensor, k_rope: torch.Tensor, w_kv_b: torch.Tensor, heads: int,
@@ -173,7 +167,7 @@ def optimized_absorbed_latent(q_nope: torch.Tensor, q_rope: torch.Tensor, c_kv: 
         LOG2E / math.sqrt(nope + rope), HEADS=heads, HEADS_PAD=max(16, triton.next_power_of_2(heads)),
         LATENT=latent, ROPE=rope, BLOCK_N=block_n, SPLITS=splits, EMULATE=not c_kv.is_cuda, num_warps=8)
     o_latent = torch.empty(batch, heads, latent, dtype=c_kv.dtype, device=c_kv.device)
-    _combine_splits_kernel[(batch * heads,)](o_latent, part, lse, SPLITS=splits,
+    combine_splits_kernel[(batch * heads,)](o_latent, part, lse, SPLITS=splits,
                                              SPLITS_PAD=triton.next_power_of_2(splits), HEAD_DIM=latent)
     return torch.bmm(o_latent.transpose(0, 1), w_uv.transpose(1, 2)).transpose(0, 1)
 

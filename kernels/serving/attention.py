@@ -39,7 +39,38 @@ MAX_SPLITS = 16
 
 
 @triton.jit
-def _paged_decode_kernel(out_ptr, lse_ptr, q_ptr, k_ptr, v_ptr, tables_ptr, lens_ptr, scale, table_stride,
+def softmax_step(s, m, total):
+    """One tile of an online softmax (base 2): the scores ``s`` ``[rows, tokens]`` (masked to -inf) against the
+    running max ``m`` and sum ``total``. Returns the new max, the tile's weights, the factor that rescales what was
+    accumulated before, and the new sum."""
+    m_new = tl.maximum(m, tl.max(s, 1))
+    p = tl.exp2(s - m_new[:, None])
+    alpha = tl.exp2(m - m_new)
+    return m_new, p, alpha, total * alpha + tl.sum(p, 1)
+
+
+@triton.jit
+def attend_tile(q, k_ptr, v_ptr, offsets, d, valid, scale, m, total, acc, PRECISION: tl.constexpr):
+    """Attend the query rows ``q`` to one tile of cached tokens (their rows at ``offsets``, ``valid`` where they
+    exist), updating the running max, sum and weighted value sum."""
+    k = tl.load(k_ptr + offsets[:, None] + d[None, :], mask=valid[:, None], other=0.0)
+    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
+    m, p, alpha, total = softmax_step(tl.where(valid[None, :], s, float("-inf")), m, total)
+    v = tl.load(v_ptr + offsets[:, None] + d[None, :], mask=valid[:, None], other=0.0)
+    return m, total, acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+
+
+@triton.jit
+def finish_partial(m, total, acc):
+    """A split's partial output (the weighted value sum over its weights) and its log-sum-exp (base 2; -inf for a
+    row that saw no token), which ``combine_splits_kernel`` merges."""
+    some = total > 0
+    out = acc / tl.where(some, total, 1.0)[:, None]
+    return out, tl.where(some, m + tl.log2(tl.where(some, total, 1.0)), float("-inf"))
+
+
+@triton.jit
+def paged_decode_kernel(out_ptr, lse_ptr, q_ptr, k_ptr, v_ptr, tables_ptr, lens_ptr, scale, table_stride,
                          pages_per_split, KV_HEADS: tl.constexpr, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr,
                          HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr, PAGES: tl.constexpr,
                          SPLITS: tl.constexpr, PRECISION: tl.constexpr):
@@ -63,19 +94,8 @@ def _paged_decode_kernel(out_ptr, lse_ptr, q_ptr, k_ptr, v_ptr, tables_ptr, lens
         valid = in_pages & (page * BLOCK_SIZE + tile % BLOCK_SIZE < length)
         block = tl.load(tables_ptr + seq * table_stride + page, mask=in_pages, other=0).to(tl.int64)
         offsets = ((block * BLOCK_SIZE + tile % BLOCK_SIZE) * KV_HEADS + kv_head) * HEAD_DIM
-        k = tl.load(k_ptr + offsets[:, None] + d[None, :], mask=valid[:, None], other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
-        s = tl.where(valid[None, :], s, float("-inf"))
-        m_new = tl.maximum(m, tl.max(s, 1))
-        p = tl.exp2(s - m_new[:, None])
-        alpha = tl.exp2(m - m_new)
-        total = total * alpha + tl.sum(p, 1)
-        v = tl.load(v_ptr + offsets[:, None] + d[None, :], mask=valid[:, None], other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-        m = m_new
-    some = total > 0
-    out = acc / tl.where(some, total, 1.0)[:, None]
-    lse = tl.where(some, m + tl.log2(tl.where(some, total, 1.0)), float("-inf"))
+        m, total, acc = attend_tile(q, k_ptr, v_ptr, offsets, d, valid, scale, m, total, acc, PRECISION)
+    out, lse = finish_partial(m, total, acc)
     keep = g < GROUP
     tl.store(out_ptr + ((rows * SPLITS + split) * HEAD_DIM)[:, None] + d[None, :],
              out.to(out_ptr.dtype.element_ty), mask=keep[:, None])
@@ -83,7 +103,7 @@ def _paged_decode_kernel(out_ptr, lse_ptr, q_ptr, k_ptr, v_ptr, tables_ptr, lens
 
 
 @triton.jit
-def _combine_splits_kernel(out_ptr, part_ptr, lse_ptr, SPLITS: tl.constexpr, SPLITS_PAD: tl.constexpr,
+def combine_splits_kernel(out_ptr, part_ptr, lse_ptr, SPLITS: tl.constexpr, SPLITS_PAD: tl.constexpr,
                            HEAD_DIM: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     s = tl.arange(0, SPLITS_PAD)
@@ -97,7 +117,7 @@ def _combine_splits_kernel(out_ptr, part_ptr, lse_ptr, SPLITS: tl.constexpr, SPL
 
 
 @functools.lru_cache(maxsize=None)
-def _multiprocessors(device: torch.device) -> int:
+def multiprocessors(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
@@ -107,7 +127,7 @@ def split_count(sequences: int, kv_heads: int, pages: int, pages_per_tile: int, 
     if device.type != "cuda":
         return 1
     programs = sequences * kv_heads
-    sms = _multiprocessors(device)
+    sms = multiprocessors(device)
     return max(1, min(-(-2 * sms // programs), -(-pages // pages_per_tile), MAX_SPLITS))
 
 
@@ -130,12 +150,12 @@ def paged_decode(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, tabl
     part = out if splits == 1 else torch.empty(batch, heads, splits, head_dim, dtype=torch.float32, device=q.device)
     lse = torch.empty(batch, heads, splits, dtype=torch.float32, device=q.device)
     precision = "ieee" if q.dtype in (torch.float32, torch.float64) else "tf32"
-    _paged_decode_kernel[(batch, kv_heads, splits)](
+    paged_decode_kernel[(batch, kv_heads, splits)](
         part, lse, q.contiguous(), keys, values, tables, lengths, LOG2E / math.sqrt(head_dim), tables.stride(0),
         pages_per_split, KV_HEADS=kv_heads, GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)),
         HEAD_DIM=head_dim, BLOCK_SIZE=block_size, PAGES=per_tile, SPLITS=splits, PRECISION=precision, num_warps=4)
     if splits > 1:
-        _combine_splits_kernel[(batch * heads,)](out, part, lse, SPLITS=splits,
+        combine_splits_kernel[(batch * heads,)](out, part, lse, SPLITS=splits,
                                                  SPLITS_PAD=triton.next_power_of_2(splits), HEAD_DIM=head_dim)
     return out
 
