@@ -8,7 +8,9 @@ process group (NCCL on GPUs, one GPU per rank; gloo on the CPU) and, in every ra
 - times the pair with ``measure.sample_pair``, the loop single-GPU cases use, given ``TorchRanks``: each call
   starts after a barrier and is timed by the rank's own clock (CUDA events around the call with no dispatch hold,
   so the launch path is included; the host clock on gloo), with warm caches (no L2 flush) and one input
-  placement. A round's time for a call is the slowest rank's (an all-reduce MAX), since a collective step is as
+  placement. A latency case's sample is its metric over the merged timelines of every rank
+  (``latency.merged``: TTFT from the rank that emitted the first token, TPOT from the one that emitted the rest),
+  the same on every rank. Otherwise a round's time for a call is the slowest rank's (an all-reduce MAX), since a collective step is as
   slow as its slowest rank. An overlap pair's ``Case.compute_only`` (its computation without the communication)
   is warmed up and timed in every round too, the same way; the rounds then run the three calls in each of their
   six orders in turn, so no call always follows the same one.
@@ -49,7 +51,8 @@ class DistributedError(RuntimeError):
 class WorldResult:
     """What rank 0 reports: per-round times of the slowest rank (``compute_ms``: of ``Case.compute_only``, empty
     without one), and the correctness checks of every rank. ``backend`` is the ranks' clock ("cuda-events" or
-    "cpu-clock"); ``provenance`` names the process group ("nccl" or "gloo") and the rank count."""
+    "cpu-clock"); ``provenance`` names the process group ("nccl" or "gloo") and the rank count; ``latency``, for a
+    latency case, each arm's median request-level metrics over its calls, from the ranks' merged timelines."""
 
     base_ms: list[float] = field(default_factory=list)
     opt_ms: list[float] = field(default_factory=list)
@@ -59,6 +62,7 @@ class WorldResult:
     backend: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
     busbw_gbps: float | None = None
+    latency: dict[str, dict[str, float] | None] | None = None
 
 
 def free_port() -> int:
@@ -225,7 +229,7 @@ class TorchRanks:
 def _measure_rank(param: CaseParam, device: str, budget_s: float | None, world: int) -> WorldResult:
     import torch.distributed as dist
 
-    from pytest_aiperf import arms, checks, clocks, measure
+    from pytest_aiperf import arms, checks, clocks, latency, measure
 
     report = checks.verify(param, device)
     gathered: list[Any] = [None] * world
@@ -235,12 +239,25 @@ def _measure_rank(param: CaseParam, device: str, budget_s: float | None, world: 
         return out
     case = param.case
     inputs = list(case.inputs(param.shape, param.dtype, param.seeds(1)[0], device))
-    clock = clocks.CudaEvents() if device == "cuda" else clocks.CpuClock()
+    clock: Any = clocks.CudaEvents() if device == "cuda" else clocks.CpuClock()
     if device == "cuda":
         out.busbw_gbps = _allreduce_busbw_gbps(world)
-    samples = measure.sample_pair(clock, arms.timed(case.baseline, inputs), arms.timed(case.optimized, inputs), [inputs],
-                                  cold=False, hide_dispatch=False,
+    if case.goal == "latency":
+        clock = latency.Latency(clock, case.metric, gather=_gathered)
+    base, opt = arms.timed(case.baseline, inputs), arms.timed(case.optimized, inputs)
+    samples = measure.sample_pair(clock, base, opt, [inputs], cold=False, hide_dispatch=False,
                                   budget_s=budget_s, gate=None, min_rounds=MIN_ROUNDS,
                                   compute_only=case.compute_only, ranks=TorchRanks(device))
     out.base_ms, out.opt_ms, out.compute_ms = samples.base_ms, samples.opt_ms, samples.compute_ms
+    if case.goal == "latency":
+        out.latency = {"baseline": clock.summary(base), "optimized": clock.summary(opt)}
     return out
+
+
+def _gathered(timeline: Any) -> list[Any]:
+    """Every rank's timeline of this call, in rank order."""
+    import torch.distributed as dist
+
+    timelines: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(timelines, timeline)
+    return timelines

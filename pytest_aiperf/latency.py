@@ -6,6 +6,10 @@ the timeline aside). ``Latency`` is the timing backend of such a case: it times 
 returns the case's declared metric (``Case.metric``) as the sample, so the interleaved rounds, the bootstrap
 interval and the gate work on it unchanged (speedup = baseline metric / optimized metric). Beside it, every call's
 metrics and output tokens per second are kept per arm for the record.
+
+A distributed serving arm runs on every rank and each rank's ``Timeline`` holds what that rank saw: every request's
+arrival, and the tokens the rank itself emitted (a prefill rank the first token, a decode rank the rest). ``merged``
+lines them up into the client's view; ranks on one host share ``time.perf_counter``'s clock (CLOCK_MONOTONIC).
 """
 
 from __future__ import annotations
@@ -64,6 +68,19 @@ def metrics(timeline: Timeline) -> dict[str, float]:
     return out
 
 
+def merged(timelines: Sequence[Timeline]) -> Timeline:
+    """The client's view of a request served across ranks: its earliest arrival over the ranks and the tokens every
+    rank emitted for it, in time order. Every rank's timeline must list the same requests."""
+    counts = {len(t.arrival_s) for t in timelines}
+    if len(counts) != 1:
+        raise ValueError(f"the ranks' timelines list different numbers of requests: {sorted(counts)}")
+    out = Timeline()
+    for request in range(counts.pop()):
+        out.add(min(t.arrival_s[request] for t in timelines))
+        out.token_s[request] = sorted(s for t in timelines for s in t.token_s[request])
+    return out
+
+
 def timeline_of(out: Any) -> Timeline:
     """The ``Timeline`` among an arm's outputs."""
     found = [o for o in (out if isinstance(out, (tuple, list)) else (out,)) if isinstance(o, Timeline)]
@@ -74,12 +91,15 @@ def timeline_of(out: Any) -> Timeline:
 
 class Latency:
     """The timing backend of a latency case: each call's sample is its ``metric`` in ms; ``calls[fn]`` keeps every
-    call's metrics for the record."""
+    call's metrics for the record. ``gather(timeline) -> timelines`` collects every rank's timeline of a call (a
+    collective each rank makes in the same call) for a distributed case, whose metrics are then the merged
+    timeline's."""
 
-    def __init__(self, inner: Any, metric: str) -> None:
+    def __init__(self, inner: Any, metric: str,
+                 gather: Callable[[Timeline], Sequence[Timeline]] | None = None) -> None:
         if metric not in METRICS:
             raise ValueError(f"latency metric {metric!r} is not one of {METRICS}")
-        self.inner, self.metric = inner, metric
+        self.inner, self.metric, self.gather = inner, metric, gather
         self.name, self.device, self.l2_bytes = f"{inner.name}+{metric}", inner.device, inner.l2_bytes
         self.calls: dict[Any, list[dict[str, float]]] = {}
 
@@ -93,7 +113,8 @@ class Latency:
         self.inner.sync()
         out = fn(*args)
         self.inner.sync()
-        found = metrics(timeline_of(out))
+        timeline = timeline_of(out)
+        found = metrics(merged(self.gather(timeline)) if self.gather is not None else timeline)
         self.calls.setdefault(fn, []).append(found)
         return found[self.metric], found[self.metric]
 

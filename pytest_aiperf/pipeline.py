@@ -241,11 +241,13 @@ class Measurer:
                        f"{check.err_optimized:.2g} (baseline {check.err_baseline:.2g})")
         samples = measure.Samples(base_ms=world.base_ms, opt_ms=world.opt_ms, base_wall_ms=world.base_ms,
                                   opt_wall_ms=world.opt_ms)
-        judged = self._judge(param, samples, expected, gate, throttled=False)
+        arm_latency = world.latency or {}
+        judged = self._judge(param, samples, expected, gate, throttled=False, latency_now=world.latency)
         provenance = {**world.provenance, **{k: v for k, v in self.device.provenance().items() if v is not None}}
         return record.build(param, **vars(where), hardware=self.device.hardware_for(param.world),
                             device="cpu" if cpu else "cuda", backend=world.backend,
-                            baseline=record.summarized(world.base_ms), optimized=record.summarized(world.opt_ms),
+                            baseline=record.summarized(world.base_ms, latency=arm_latency.get("baseline")),
+                            optimized=record.summarized(world.opt_ms, latency=arm_latency.get("optimized")),
                             estimate=judged.estimate, noise_margin=judged.noise_margin, verdict=judged.verdict,
                             gate=gate, expected=expected, host_change=None, remeasured=None, placements=1,
                             warmup_calls=0, correctness=check.to_json(), telemetry=None,

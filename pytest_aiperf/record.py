@@ -78,7 +78,7 @@ VERDICTS = ("PASS", "REGRESSED", "IMPROVED", "INCONCLUSIVE")
 def arm(samples_ms: list[float], *, median_ms: float, q1_ms: float, q3_ms: float, wall_median_ms: float,
         energy_mj: float | None = None, peak_bytes: int | None = None, dispatch: dict[str, Any] | None = None,
         first_call_ms: float | None = None, compiled_graphs: int = 0,
-        latency: dict[str, float] | None = None) -> dict[str, Any]:
+               latency: dict[str, float] | None = None) -> dict[str, Any]:
     return {
         "samples_ms": [float(s) for s in samples_ms],
         "median_ms": float(median_ms),
@@ -97,7 +97,7 @@ def arm(samples_ms: list[float], *, median_ms: float, q1_ms: float, q3_ms: float
 def summarized(samples_ms: Sequence[float], wall_ms: Sequence[float] | None = None, *, energy_mj: float | None = None,
                peak_bytes: int | None = None, dispatch: dict[str, Any] | None = None,
                first_call_ms: float | None = None, compiled_graphs: int = 0,
-        latency: dict[str, float] | None = None) -> dict[str, Any]:
+               latency: dict[str, float] | None = None) -> dict[str, Any]:
     """The arm record of timed samples and of their wall times (``wall_ms``; None where the samples are their own
     wall time, as a distributed case's slowest rank per round)."""
     stats = arm_stats(samples_ms)

@@ -3,7 +3,8 @@ prefix cache) built outside the timed region, the timed replay of the trace, and
 checked against.
 
 A case's shape starts with the model's hidden size, which picks the preset (64: ``TINY`` for the CPU checks; 2048:
-Llama-3.2-1B's layers with a 32000-token vocabulary, the plan's "L1B-32k"), then its layer count: (2048, 4, ...) is
+Llama-3.2-1B's layers with a 32000-token vocabulary, the plan's "L1B-32k"; 4096: Llama-3-8B's, for the
+two-GPU pair whose prefill chunks must outweigh a step's host dispatch), then its layer count: (2048, 4, ...) is
 four Llama-3.2-1B layers. The weights are seeded by the case's seed, as the trace is, so every checked seed serves
 another model; a built model is kept for the few calls of one seed.
 
@@ -42,7 +43,7 @@ from typing import Any, Sequence
 import torch
 
 from kernels import torch_dtype
-from kernels.llm import LLAMA_3_2_1B, TINY, Decoder, KVCache, LlamaConfig
+from kernels.llm import LLAMA_3_2_1B, LLAMA_3_8B, TINY, Decoder, KVCache, LlamaConfig
 from kernels.serving import BlockHashCache, ContiguousPool, KVPool, PagedPool, ServeStats, Trace, serve
 from pytest_aiperf import Stateful
 from pytest_aiperf.latency import Timeline
@@ -50,8 +51,9 @@ from pytest_aiperf.tokens import TokenMismatch
 
 PAD = 0
 MAX_POSITIONS = 8192
-PRESETS = {TINY.hidden: TINY, LLAMA_3_2_1B.hidden: LLAMA_3_2_1B.with_vocab(32000)}
-BLOCK = {TINY.hidden: 4, LLAMA_3_2_1B.hidden: 16}
+PRESETS = {TINY.hidden: TINY, LLAMA_3_2_1B.hidden: LLAMA_3_2_1B.with_vocab(32000),
+           LLAMA_3_8B.hidden: LLAMA_3_8B.with_vocab(32000)}
+BLOCK = {TINY.hidden: 4, LLAMA_3_2_1B.hidden: 16, LLAMA_3_8B.hidden: 16}
 
 
 def config(hidden: int, layers: int) -> LlamaConfig:

@@ -5,6 +5,8 @@ seeded trace through the same engine and differ only in the technique.
 - paged_kv_cache: a contiguous max-length KV reservation per sequence vs paged blocks, at one KV budget (tokens/s).
 - prefix_cache_reuse: every request prefills its whole prompt vs block-hash prefix reuse (TTFT p50).
 - chunked_prefill: whole-prompt prefill steps vs stall-free chunked prefill with a token budget (TPOT p99).
+- prefill_decode_disaggregation (2 GPUs): two colocated chunked-prefill replicas vs a prefill GPU sending each
+  prompt's KV to a decode GPU (TPOT p99 of the ranks' merged timelines; its GPU runs belong to the multi-GPU runs).
 
 Every request's tokens, in both arms, must be the float64 single-request greedy choice at every position, up to the
 first near-tie (``kernels/ch15/serving_arms.py``). Timing shapes are four Llama-3.2-1B layers with a 32000-token
@@ -24,7 +26,8 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.ch15 import chunked_prefill, continuous_batching, paged_kv_cache, prefix_cache_reuse
+from kernels.ch15 import (chunked_prefill, continuous_batching, paged_kv_cache, prefill_decode_disaggregation,
+                          prefix_cache_reuse)
 from kernels.ch15.serving_arms import token_reference
 from pytest_aiperf import Case
 
@@ -52,6 +55,13 @@ CASES = [
          workload=chunked_prefill.workload, goal="latency", metric="tpot_p99", guards=chunked_prefill.GUARDS,
          check_shapes=[(64, 2, 8, 2000, 4, 8), (64, 2, 10, 1000, 3, 5)],
          time_shapes=[(2048, 4, 256, 100, 64, 2048)], min_speedup=1.05, budget_s=60, **SERVING),
+    Case(name="prefill_decode_disaggregation",
+         baseline=prefill_decode_disaggregation.baseline_colocated_replicas,
+         optimized=prefill_decode_disaggregation.optimized_disaggregated_prefill_decode,
+         inputs=prefill_decode_disaggregation.inputs, goal="latency", metric="tpot_p99",
+         guards=prefill_decode_disaggregation.GUARDS, world_sizes=(2,),
+         check_shapes=[(64, 2, 6, 2000, 4, 16), (64, 2, 7, 500, 2, 8)], time_shapes=[(4096, 4, 256, 80, 64, 2048)],
+         min_speedup=1.05, budget_s=150, **SERVING),
 ]
 
 

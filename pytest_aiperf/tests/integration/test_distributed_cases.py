@@ -109,3 +109,64 @@ def test_multi_gpu_cases_carry_the_multigpu_marker_so_a_parallel_run_can_leave_t
     left_out.stdout.re_match_lines([r".*no tests collected \(1 deselected\).*"])
     chosen = chapter.runpytest_subprocess("-m", "multigpu", "--co", "-q", "-p", "no:cacheprovider")
     chosen.stdout.re_match_lines([r".*bucketed_allreduce-fp32-8x64-2gpus.*"])
+
+
+SPLIT_SERVING = '''
+"""A toy two-rank server: both ranks decode their own half vs rank 0 emitting first tokens and rank 1 the rest."""
+import os
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from pytest_aiperf import Case
+from pytest_aiperf.latency import Timeline
+
+
+def inputs(shape, dtype, seed, device):
+    requests, new_tokens = shape
+    return (torch.arange(requests * new_tokens).reshape(requests, new_tokens) % 5,)
+
+
+def serve(tokens, mine, step_s, first_only=None):
+    timeline, start = Timeline(), time.perf_counter()
+    for _ in range(tokens.shape[0]):
+        timeline.add(start)
+    for position in range(tokens.shape[1]):
+        if first_only is not None and first_only != (position == 0):
+            continue
+        time.sleep(step_s)
+        for request in mine:
+            timeline.tokens(request)
+    return tokens.clone(), timeline
+
+
+def colocated(tokens):
+    rank = dist.get_rank()
+    return serve(tokens, range(rank, tokens.shape[0], 2), float(os.environ.get("TOY_COLOCATED_S", "0.004")))
+
+
+def disaggregated(tokens):
+    return serve(tokens, range(tokens.shape[0]), 0.001, first_only=dist.get_rank() == 0)
+
+
+CASES = [Case(name="split_serving", baseline=colocated, optimized=disaggregated, inputs=inputs, goal="latency",
+              metric="tpot_p50", world_sizes=(2,), check_shapes=[(2, 3)], time_shapes=[(4, 6)], min_speedup=2.0)]
+
+
+@pytest.mark.perf_pair(*CASES)
+def test_optimized_arm_beats_baseline(pair, aiperf):
+    aiperf.run(pair)
+'''
+
+
+def test_a_distributed_latency_case_is_gated_on_the_metric_of_the_ranks_merged_timelines(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_split=textwrap.dedent(SPLIT_SERVING))
+    result = pytester.runpytest_subprocess("-m", "perf", "--aiperf-backend=cpu", "--aiperf-budget=1",
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.re_match_lines([r"split_serving-fp32-4x6-2gpus .* PASS .*",
+                                  r"split_serving-fp32-4x6-2gpus: ttft_p50 \S+ ms -> \S+ ms; .*"
+                                  r"tpot_p50 \S+ ms -> \S+ [mu]s; .*tokens/s \S+ -> \S+"])
