@@ -25,10 +25,13 @@ METRICS = ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99", "e2e_p50", "e2e_p99")
 @dataclass
 class Timeline:
     """Per request: ``arrival_s`` (when it was submitted) and ``token_s`` (when each output token was visible on the
-    host), on one clock (``time.perf_counter``), in seconds."""
+    host), on one clock (``time.perf_counter``), in seconds. ``engine`` holds what the server measured about the
+    replay itself (the share of step time its Python scheduler took, for example): reported beside the request
+    metrics, never gated."""
 
     arrival_s: list[float] = field(default_factory=list)
     token_s: list[list[float]] = field(default_factory=list)
+    engine: dict[str, float] = field(default_factory=dict)
 
     def add(self, arrival_s: float) -> int:
         """A new request; returns its index."""
@@ -54,7 +57,8 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def metrics(timeline: Timeline) -> dict[str, float]:
     """TTFT (first token minus arrival), TPOT (mean time between a request's tokens after its first) and end-to-end
-    latency, p50 and p99 over requests, in ms, and output tokens per second over the timeline's span."""
+    latency, p50 and p99 over requests, in ms, output tokens per second over the timeline's span, and the engine's
+    own statistics (``Timeline.engine``)."""
     served = [(a, t) for a, t in zip(timeline.arrival_s, timeline.token_s) if t]
     if not served:
         raise ValueError("the timeline has no request with a token")
@@ -65,7 +69,7 @@ def metrics(timeline: Timeline) -> dict[str, float]:
     out = {"tokens_per_s": sum(len(tokens) for _, tokens in served) / span if span > 0 else float("inf")}
     for name, values in (("ttft", ttft), ("tpot", tpot or [0.0]), ("e2e", e2e)):
         out[f"{name}_p50"], out[f"{name}_p99"] = percentile(values, 50), percentile(values, 99)
-    return out
+    return {**out, **timeline.engine}
 
 
 def merged(timelines: Sequence[Timeline]) -> Timeline:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_aiperf.latency import METRICS
 from pytest_aiperf.report import FAILING, format_ms, format_rate, format_ratio
 
 def failures_block(records: list[dict[str, Any]]) -> str:
@@ -64,8 +65,8 @@ def memory_block(records: list[dict[str, Any]]) -> str:
 
 
 def latency_block(records: list[dict[str, Any]]) -> str:
-    """For each latency case, both arms' request-level metrics (medians over calls): TTFT and TPOT p50/p99 in ms and
-    output tokens per second."""
+    """For each latency case, both arms' request-level metrics (medians over calls): TTFT and TPOT p50/p99 in ms,
+    output tokens per second, and the engine statistics both arms report (``latency.Timeline.engine``)."""
     lines = []
     for r in sorted(records, key=lambda r: r["key"]):
         base, opt = ((r.get(arm) or {}).get("latency") or {} for arm in ("baseline", "optimized"))
@@ -74,6 +75,8 @@ def latency_block(records: list[dict[str, Any]]) -> str:
         names = ["ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99"]
         parts = [f"{n} {format_ms(base[n])} -> {format_ms(opt[n])}" for n in names]
         parts.append(f"tokens/s {format_rate(base['tokens_per_s'])} -> {format_rate(opt['tokens_per_s'])}")
+        parts += [f"{n} {base[n]:.3g} -> {opt[n]:.3g}" for n in sorted(set(base) & set(opt) - set(METRICS))
+                  if n != "tokens_per_s"]
         lines.append(f"{r['key']}: {'; '.join(parts)}")
     return "\n".join(["request latency (baseline -> optimized, medians over calls):", *lines]) if lines else ""
 

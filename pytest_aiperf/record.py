@@ -63,7 +63,8 @@ Arm record::
                    Triton autotuning, graph capture), never among the samples; None for distributed cases
     compiled_graphs graphs torch.compile compiled during that first call
     latency        for the latency goal, the median over calls of each request-level metric (ttft/tpot/e2e p50 and
-                   p99 in ms, tokens_per_s), of which the declared one is the samples; None otherwise
+                   p99 in ms, tokens_per_s, and the engine's own statistics, such as scheduler_share), of which the
+                   declared one is the samples; None otherwise
 """
 
 from __future__ import annotations

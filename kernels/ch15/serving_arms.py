@@ -23,8 +23,9 @@ vocabulary would make it 34 GB.
 
 An arm is ``Stateful``: ``inputs`` returns (trace, model, deployment); ``setup`` builds the pool, the scheduler and
 the prefix cache the deployment names; ``replay`` serves the trace (``kernels.serving.serve``) and returns every
-request's tokens, padded with ``PAD`` to ``[requests, longest output]``, and the ``Timeline``; ``reset`` empties the
-pool and the prefix cache on it. Decode attention is the Triton paged kernel on a GPU and gather + SDPA elsewhere
+request's tokens, padded with ``PAD`` to ``[requests, longest output]``, and the ``Timeline``, which carries the
+share of step time the engine's Python scheduler took (``ServeStats.scheduler_share``, reported, never gated);
+``reset`` empties the pool and the prefix cache on it. Decode attention is the Triton paged kernel on a GPU and gather + SDPA elsewhere
 (the kernel under the Triton interpreter is slow; ``pytest_aiperf/tests/kernels/test_serving.py`` checks it there).
 
 The reference. ``token_reference`` runs the float64 copy of the served model (its rounded weights, widened) over each
@@ -130,6 +131,7 @@ def replay(state: ArmState) -> tuple[torch.Tensor, Timeline]:
     """The timed work: serve every request of the trace; its tokens (padded) and their timeline."""
     out = serve(state.trace, state.model, state.pool, state.scheduler, prefix=state.prefix, attention=state.attention)
     state.stats = out.stats
+    out.timeline.engine["scheduler_share"] = out.stats.scheduler_share
     return padded(out.tokens, state.trace), out.timeline
 
 

@@ -59,3 +59,8 @@ def test_the_latency_clock_of_a_distributed_case_samples_the_merged_timeline() -
 
     assert clock.time_call(arm, ())[0] == pytest.approx(2.0)
     assert clock.summary(arm)["ttft_p50"] == pytest.approx(10.0)
+
+
+def test_the_engine_statistics_a_timeline_carries_are_reported_beside_the_request_metrics() -> None:
+    timeline = Timeline(arrival_s=[0.0], token_s=[[0.010, 0.012]], engine={"scheduler_share": 0.25})
+    assert metrics(timeline)["scheduler_share"] == 0.25

@@ -326,3 +326,14 @@ def test_a_memory_case_shows_its_memory_ratio_and_its_time_ratio() -> None:
                       time_speedup=[0.77, 0.76, 0.78])
     assert notes.memory_block([rec, make_record()]) == (
         "activation_checkpointing-bf16-16x4x4096: peak memory 4.40x lower; time ratio 0.77x [0.76, 0.78]")
+
+
+def test_the_latency_block_shows_both_arms_request_metrics_and_their_engine_statistics() -> None:
+    metrics = {"ttft_p50": 20.0, "ttft_p99": 40.0, "tpot_p50": 4.0, "tpot_p99": 6.0, "e2e_p50": 90.0,
+               "e2e_p99": 120.0, "tokens_per_s": 900.0, "scheduler_share": 0.21}
+    base = arm([4.0], median_ms=4.0, q1_ms=4.0, q3_ms=4.0, wall_median_ms=4.0, latency=metrics)
+    opt = arm([2.0], median_ms=2.0, q1_ms=2.0, q3_ms=2.0, wall_median_ms=2.0,
+              latency={**metrics, "tpot_p99": 3.0, "scheduler_share": 0.34})
+    block = notes.latency_block([make_record(key="serving-bf16-64x2", goal="latency", baseline=base, optimized=opt)])
+    assert block.splitlines()[0] == "request latency (baseline -> optimized, medians over calls):"
+    assert "tpot_p99 6 ms -> 3 ms" in block and block.endswith("scheduler_share 0.21 -> 0.34"), block
