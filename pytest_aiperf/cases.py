@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 Goal = Literal["speed", "memory", "throughput", "latency", "cold_start"]
 CacheMode = Literal["cold", "warm"]
@@ -150,6 +150,9 @@ class Case:
     ``compute_only``, for an overlap pair, is the same computation without its communication, called with the same
     inputs; timed beside the arms on every rank, never verified; only for distributed cases. The report subtracts it
     from the baseline to tell the communication's time, its bus bandwidth, and how much of it the optimized arm hides.
+    ``ablations`` (``{"no_prefix_cache": arm, ...}``), for an end-to-end stack, are the optimized arm with one technique
+    removed each: checked like the arms, timed after the verdict against the baseline, and reported, never gated
+    (``ablations``); for single-process speed, throughput and latency cases.
     """
 
     name: str
@@ -181,6 +184,7 @@ class Case:
     prepare: Callable[[str], None] | None = None
     metric: str | None = None
     guards: tuple[Guard, ...] = ()
+    ablations: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum() or self.name != self.name.lower():
@@ -237,6 +241,10 @@ class Case:
                 raise ValueError(f"case {self.name}: metric {self.metric!r} is not one of {METRICS}")
         if self.guards and (self.goal != "latency" or not all(isinstance(g, Guard) for g in self.guards)):
             raise ValueError(f"case {self.name}: guards are Guard objects of a latency case")
+        if self.ablations and (self.world_sizes or self.goal not in ("speed", "throughput", "latency") or not all(
+                name.isidentifier() and name == name.lower() and callable(arm) for name, arm in self.ablations.items())):
+            raise ValueError(f"case {self.name}: ablations map lower_snake_case names to arms, for a single-process "
+                             f"speed, throughput or latency case")
         if not 0 < self.workload_tolerance < 1:
             raise ValueError(f"case {self.name}: workload_tolerance is relative, in (0, 1), got "
                              f"{self.workload_tolerance!r}")

@@ -39,11 +39,12 @@ class CheckReport:
     bound: float = 0.0
     rule: str = ""
     tokens: dict[str, Any] = field(default_factory=dict)
+    ablations: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"seeds": self.seeds, "shapes": self.shapes, "err_baseline": self.err_baseline,
                 "err_optimized": self.err_optimized, "bound": self.bound, "rule": self.rule,
-                "tokens": self.tokens or None}
+                "tokens": self.tokens or None, **({"ablations": self.ablations} if self.ablations else {})}
 
 
 def _merged(total: dict[str, Any] | None, one: dict[str, Any]) -> dict[str, Any]:
@@ -143,8 +144,8 @@ def rel_error(out: Any, ref: Any) -> tuple[float, str]:
     return err, f"worst element at index {idx}: got {got[idx].item():.6g}, expected {want[idx].item():.6g}"
 
 
-def _in_place_hint(inputs: Sequence[Any], out: Any, out_positions: Sequence[int]) -> str:
-    ptr = getattr(out, "data_ptr", lambda: None)()
+def _in_place_hint(inputs: Sequence[Any], ptr: int | None, out_positions: Sequence[int]) -> str:
+    """Why an output that is one of the arm's inputs (at address ``ptr``) came out wrong, or an empty string."""
     hits = [i for i in out_positions if inputs[i].data_ptr() == ptr]
     return (f". The output is input #{hits[0]}, treated as an output buffer and NaN-poisoned before the call: a "
             f"variant that reads it computes in place and modifies its input") if hits else ""
@@ -195,52 +196,65 @@ def verify(param: CaseParam, device: str, shapes: Sequence[Sequence[int]] | None
 
 
 def _check_one(param: CaseParam, shape: tuple[int, ...], seed: int, device: str, report: CheckReport) -> None:
+    """One shape and seed: the baseline against the reference, then the optimized arm and every ablation arm
+    (``Case.ablations``) against it by the same rule."""
     __tracebackhide__ = True
     case = param.case
     where = f"seed {seed}, shape {format_shape(shape)}, dtype {param.dtype}, device {device}"
     inputs = list(case.inputs(shape, param.dtype, seed, device))
-    warm_base_inputs, warm_opt_inputs = (list(case.inputs(shape, param.dtype, seed, device)) for _ in range(2))
-    warm_base = as_tuple(case.baseline(*warm_base_inputs))
-    warm_opt = as_tuple(case.optimized(*warm_opt_inputs))
-    synchronize(device)
-    if case.token_reference is not None and len(warm_base) == 1:
+    arms = {"baseline": case.baseline, "optimized": case.optimized,
+            **{f"ablation {name}": arm for name, arm in case.ablations.items()}}
+    layout, counts = {}, {}  # each arm's output buffers among its inputs and its outputs' sizes, from a warm-up call
+    for label, fn in arms.items():
+        warm_inputs = list(case.inputs(shape, param.dtype, seed, device))
+        warm = as_tuple(fn(*warm_inputs))
+        synchronize(device)
+        layout[label], counts[label] = (output_positions(warm_inputs, warm), _likes(warm)), len(warm)
+        del warm_inputs, warm
+    if case.token_reference is not None and counts["baseline"] == 1:
         refs: tuple[Any, ...] = (None,)  # the arms' only output is tokens, which token_reference checks
     else:
         refs = as_tuple((case.reference or case.baseline)(*upcast(inputs)))
         synchronize(device)
-    base_pos = output_positions(warm_base_inputs, warm_base)
-    opt_pos = output_positions(warm_opt_inputs, warm_opt)
-    del warm_base_inputs, warm_opt_inputs
-    base_like, opt_like = _likes(warm_base), _likes(warm_opt)
-    del warm_base, warm_opt
-    base_raw = run_checked(case.baseline, inputs, base_pos, base_like, device)
-    aliased = {inputs[i].data_ptr() for i in base_pos}
-    base = tuple(b.clone() if getattr(b, "data_ptr", lambda: None)() in aliased else b for b in base_raw)
-    opt = run_checked(case.optimized, inputs, opt_pos, opt_like, device)
-    for label, outs in (("baseline", base), ("optimized", opt)):
-        if len(outs) != len(refs):
-            raise CorrectnessError(f"{label} returned {len(outs)} outputs, the reference {len(refs)} ({where})")
+    outputs, ptrs = {}, {}
+    for label, fn in arms.items():
+        raw = run_checked(fn, inputs, *layout[label], device)
+        ptrs[label] = [getattr(o, "data_ptr", lambda: None)() for o in raw]
+        aliased = {inputs[i].data_ptr() for i in layout[label][0]}  # a later arm's call poisons these buffers
+        outputs[label] = tuple(o.clone() if ptr in aliased else o for o, ptr in zip(raw, ptrs[label]))
+        if len(outputs[label]) != len(refs):
+            raise CorrectnessError(f"{label} returned {len(outputs[label])} outputs, the reference {len(refs)} "
+                                   f"({where})")
     if case.token_reference is not None:  # the first output is generated tokens, checked by ``tokens.compare``
-        for label, outs in (("baseline", base), ("optimized", opt)):
+        for label, outs in outputs.items():
             try:
                 found = tokens.compare(label, outs[0], case.token_reference(*upcast(inputs), outs[0]),
                                        BOUND.get(param.dtype, report.bound))
             except tokens.TokenMismatch as exc:
                 raise CorrectnessError(f"{exc} ({where})") from None
             report.tokens[label] = _merged(report.tokens.get(label), found.to_json())
-        refs, base, opt = refs[1:], base[1:], opt[1:]
-    for n, (ref, b, o) in enumerate(zip(refs, base, opt), start=1 if case.token_reference else 0):
-        err_b, worst_b = rel_error(b, ref)
-        err_o, worst_o = rel_error(o, ref)
-        report.err_baseline = max(report.err_baseline, err_b)
-        report.err_optimized = max(report.err_optimized, err_o)
-        out = f" output #{n}" if len(refs) > 1 or case.token_reference else ""
-        base_bound = max(BOUND.get(param.dtype, 0.0), case.tolerance.rel) if case.tolerance else report.bound
+        refs, outputs = refs[1:], {label: outs[1:] for label, outs in outputs.items()}
+        ptrs = {label: found[1:] for label, found in ptrs.items()}
+    first = 1 if case.token_reference else 0
+    base_bound = max(BOUND.get(param.dtype, 0.0), case.tolerance.rel) if case.tolerance else report.bound
+    errors = {label: [] for label in arms}
+    for n, ref in enumerate(refs):
+        out = f" output #{n + first}" if len(refs) > 1 or case.token_reference else ""
+        err_b, worst_b = rel_error(outputs["baseline"][n], ref)
+        errors["baseline"].append(err_b)
         if not err_b <= base_bound:
             raise CorrectnessError(f"baseline{out} disagrees with the float64 reference: relative error {err_b:.3g} > "
                                    f"{base_bound:g} for {param.dtype} ({where}); {worst_b}")
         limit = case.tolerance.rel if case.tolerance else K * err_b + report.bound / 10
-        if not err_o <= limit:
-            raise CorrectnessError(f"optimized{out} disagrees with the float64 reference: relative error {err_o:.3g} > "
-                                   f"bound {limit:.3g} [{report.rule}; baseline error {err_b:.3g}] ({where}); {worst_o}"
-                                   f"{_in_place_hint(inputs, o, opt_pos)}")
+        for label in list(arms)[1:]:
+            err_o, worst_o = rel_error(outputs[label][n], ref)
+            errors[label].append(err_o)
+            if not err_o <= limit:
+                raise CorrectnessError(
+                    f"{label}{out} disagrees with the float64 reference: relative error {err_o:.3g} > bound "
+                    f"{limit:.3g} [{report.rule}; baseline error {err_b:.3g}] ({where}); {worst_o}"
+                    f"{_in_place_hint(inputs, ptrs[label][n], layout[label][0])}")
+    report.err_baseline = max([report.err_baseline, *errors["baseline"]])
+    report.err_optimized = max([report.err_optimized, *errors["optimized"]])
+    for name in case.ablations:
+        report.ablations[name] = max([report.ablations.get(name, 0.0), *errors[f"ablation {name}"]])

@@ -1,5 +1,6 @@
 """The notes printed under the summary table: failures and their reasons, cases below their floor, first calls that
-compiled, memory and latency results, where the measuring processes ran, and which cases only a floor gated.
+compiled, memory and latency results, ablation tables, where the measuring processes ran, and which cases only a floor
+gated.
 
 Pure, like ``report``: records in, a string out ("" when there is nothing to say).
 """
@@ -8,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_aiperf.ablations import contributions, product
 from pytest_aiperf.latency import METRICS
 from pytest_aiperf.report import FAILING, format_ms, format_rate, format_ratio
+
 
 def failures_block(records: list[dict[str, Any]]) -> str:
     """``key: reason`` for every REGRESSED or INCONCLUSIVE case, in table order; empty string when none failed."""
@@ -79,6 +82,24 @@ def latency_block(records: list[dict[str, Any]]) -> str:
                   if n != "tokens_per_s"]
         lines.append(f"{r['key']}: {'; '.join(parts)}")
     return "\n".join(["request latency (baseline -> optimized, medians over calls):", *lines]) if lines else ""
+
+
+def ablation_block(records: list[dict[str, Any]]) -> str:
+    """For each case with ablation arms: the full stack's speedup, then each ablation's speedup over the baseline
+    with its interval and what the removed technique contributes (full / ablated), and the contributions' product
+    beside the full speedup, which it equals where the techniques act independently (``ablations``)."""
+    lines = []
+    for r in sorted(records, key=lambda r: (r.get("chapter") or "", r["key"])):
+        ablated, full = r.get("ablations"), r.get("speedup")
+        if not ablated or not full:
+            continue
+        parts = contributions(full, ablated)
+        rows = [f"{name} {format_ratio(rec['speedup'])}x [{format_ratio(rec['ci'][0])}, {format_ratio(rec['ci'][1])}]"
+                f" ({name.removeprefix('no_')} gives {format_ratio(parts[name])}x)" for name, rec in ablated.items()]
+        lines.append(f"{r['key']}: full {format_ratio(full)}x; {'; '.join(rows)}; the parts multiply to "
+                     f"{format_ratio(product(full, ablated))}x")
+    return "\n".join(["ablations (the optimized stack with one technique removed, speedup over the baseline; "
+                      "reported, never gated):", *lines]) if lines else ""
 
 
 def host_note(records: list[dict[str, Any]]) -> str:

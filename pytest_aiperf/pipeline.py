@@ -14,8 +14,8 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_aiperf import (arms, checks, clocks, coldstart, distributed, evidence, expectations, judging, latency, lease,
-                           machine, measure, record)
+from pytest_aiperf import (ablations, arms, checks, clocks, coldstart, distributed, evidence, expectations, judging,
+                           latency, lease, machine, measure, record)
 from pytest_aiperf.cases import CaseParam
 from pytest_aiperf.device import Device, Skip
 from pytest_aiperf.judging import Judgement
@@ -122,7 +122,8 @@ class Measurer:
         if backend is None:
             raise Skip(f"timing skipped: no CUDA device. Correctness verified on {on}: {len(check.seeds)} seeds x "
                        f"{len(check.shapes)} shapes, max relative error {check.err_optimized:.2g} "
-                       f"(baseline {check.err_baseline:.2g})")
+                       f"(baseline {check.err_baseline:.2g})"
+                       f"{f'; {len(check.ablations)} ablation arms checked too' if check.ablations else ''}")
         seed = param.seeds(1)[0]
         inputs = list(case.inputs(param.shape, param.dtype, seed, on))
         plan = self._timing(param, backend, inputs, on)
@@ -175,6 +176,10 @@ class Measurer:
                                         latency=clock.summary(fn) if isinstance(clock, latency.Latency) else None)
                  for arm, fn, ms, wall in (("baseline", timed["baseline"], samples.base_ms, samples.base_wall_ms),
                                            ("optimized", timed["optimized"], samples.opt_ms, samples.opt_wall_ms))}
+        ablated = ablations.measured(  # after the verdict and the arms' records: never gated, never in their samples
+            clock, timed["baseline"], case.ablations, inputs,
+            measure.placements(inputs, seed=seed + 2) if plan.placements else [tuple(inputs)],
+            budget_s=budget, options=plan.options) if case.ablations else None
         return record.build(param, **vars(where), hardware=self.device.hardware, device=backend.device,
                             backend=clock.name, baseline=built["baseline"], optimized=built["optimized"],
                             estimate=judged.estimate, noise_margin=judged.noise_margin, verdict=judged.verdict,
@@ -183,7 +188,7 @@ class Measurer:
                             correctness=check.to_json(), telemetry=self.device.telemetry_summary(samples.telemetry),
                             ceilings=self.device.ceilings, provenance=self.device.provenance(),
                             build_note=self.device.build_note, workload=workload, time_speedup=judged.time_speedup,
-                            profile=profile, traces=traces)
+                            profile=profile, traces=traces, ablations=ablated)
 
     def _timing(self, param: CaseParam, backend: clocks.TimingBackend, inputs: list[Any], on: str) -> Plan:
         """How a case is timed. Most cases: their arms' first calls (compilation) timed apart after the checks'

@@ -44,7 +44,12 @@ Keys (``None`` where a value was not measured)::
     traces         with ``--aiperf-profile``, {"baseline": path, "optimized": path} of the Chrome traces written
     time_speedup   [ratio, lo, hi] of the arms' times for the memory goal (whose ``speedup`` is the memory ratio), or None
     correctness    {"seeds": [...], "shapes": [[...]], "err_baseline": float, "err_optimized": float,
-                    "bound": float, "rule": str}
+                    "bound": float, "rule": str, "tokens": {...} or None}, and "ablations": {name: error} where the
+                   case has ablation arms
+    ablations      for a case with ablation arms (``Case.ablations``), {name: {"speedup", "ci": [lo, hi], "rounds",
+                   "median_ms", "baseline_median_ms", "first_call_ms", "compiled_graphs", "latency"}} in declaration
+                   order, each timed after the verdict against the baseline (``ablations.entry``), never gated; absent
+                   otherwise
     provenance     {"gpu", "sm_count", "l2_bytes", "driver", "host_cpus", "host_cpu_model", "cuda", "torch",
                     "triton", "python"} of the measuring process
 
@@ -115,7 +120,8 @@ def build(param: Any, *, chapter: str, nodeid: str, module: str, func: str, hard
           telemetry: dict[str, Any] | None, ceilings: dict[str, Any] | None, provenance: dict[str, Any],
           build_note: str | None, compute_only: dict[str, Any] | None = None,
           workload: dict[str, float] | None = None, time_speedup: SpeedupEstimate | None = None,
-          profile: dict[str, Any] | None = None, traces: dict[str, str] | None = None) -> dict[str, Any]:
+          profile: dict[str, Any] | None = None, traces: dict[str, str] | None = None,
+          ablations: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The record of one case (the keys above), built once from what the pipeline measured and judged.
     ``param`` is the ``CaseParam``; ``verdict`` a ``verdict.Verdict``; ``gate``/``expected`` their objects."""
     case = param.case
@@ -137,6 +143,7 @@ def build(param: Any, *, chapter: str, nodeid: str, module: str, func: str, hard
         "compute_only": compute_only, "workload": workload,
         "time_speedup": None if time_speedup is None else [time_speedup.speedup, time_speedup.lo, time_speedup.hi],
         **({"profile": profile, "traces": traces} if profile is not None else {}),
+        **({"ablations": ablations} if ablations else {}),
     }
 
 

@@ -118,6 +118,7 @@ class Reporter:
         records = self.records
         blocks = (report.summary_table(records), scaling.scaling_block(records), notes.host_note(records),
                   notes.compile_block(records), notes.memory_block(records), notes.latency_block(records),
+                  notes.ablation_block(records),
                   notes.failures_block(records), notes.below_floor_block(records), notes.floor_note(records),
                   report.update_table(self.changes), report.stale_block(self.stale, self.config.rootpath),
                   "\n".join(self.problems))

@@ -79,27 +79,37 @@ def _compiled() -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor
     return compat.compile(_layer, dynamic=False), compat.compile(_head_loss, dynamic=False)
 
 
-def _step(tokens: torch.Tensor, labels: torch.Tensor, model: Decoder, layer_fn: Callable[..., torch.Tensor],
-          loss_fn: Callable[..., torch.Tensor]) -> tuple[torch.Tensor, ...]:
+def regions(compiled: bool) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
+    """The layer call and the head-and-loss call of a step: through ``torch.compile`` or eager."""
+    return _compiled() if compiled else (_layer, _head_loss)
+
+
+def layers_and_loss(tokens: torch.Tensor, labels: torch.Tensor, model: Decoder, layer_fn: Callable[..., torch.Tensor],
+                    loss_fn: Callable[..., torch.Tensor]) -> torch.Tensor:
+    """The next-token loss of ``model`` over ``tokens``, every decoder layer through ``layer_fn`` and the final norm,
+    head and loss through ``loss_fn`` (``regions``), under whatever autocast the caller set."""
+    x = model.embed_tokens(tokens)
+    cos, sin = model.cos[:tokens.shape[1]], model.sin[:tokens.shape[1]]
+    for layer in model.layers:
+        x = layer_fn(layer, x, cos, sin)
+    return loss_fn(model.norm, model.lm_head, x, labels)
+
+
+def _step(tokens: torch.Tensor, labels: torch.Tensor, model: Decoder, compiled: bool) -> tuple[torch.Tensor, ...]:
     with torch.autocast(tokens.device.type, dtype=torch.bfloat16):
-        x = model.embed_tokens(tokens)
-        cos, sin = model.cos[:tokens.shape[1]], model.sin[:tokens.shape[1]]
-        for layer in model.layers:
-            x = layer_fn(layer, x, cos, sin)
-        loss = loss_fn(model.norm, model.lm_head, x, labels)
+        loss = layers_and_loss(tokens, labels, model, *regions(compiled))
     return (loss.detach(), *torch.autograd.grad(loss, parameters(model)))
 
 
 def baseline_eager_step(tokens: torch.Tensor, labels: torch.Tensor, model: Decoder) -> tuple[torch.Tensor, ...]:
     """Loss and gradients of one eager bf16-autocast step."""
-    return _step(tokens, labels, model, _layer, _head_loss)
+    return _step(tokens, labels, model, compiled=False)
 
 
 def optimized_compiled_layers_and_loss(tokens: torch.Tensor, labels: torch.Tensor,
                                        model: Decoder) -> tuple[torch.Tensor, ...]:
     """The same step with the decoder layers through one compiled graph and the head and loss through another."""
-    layer_fn, loss_fn = _compiled()
-    return _step(tokens, labels, model, layer_fn, loss_fn)
+    return _step(tokens, labels, model, compiled=True)
 
 
 def reference(tokens: torch.Tensor, labels: torch.Tensor, model: Decoder) -> tuple[torch.Tensor, ...]:
