@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any, Sequence
 
-from pytest_aiperf import html_assets, svg
+from pytest_aiperf import html_assets, notes, svg
 from pytest_aiperf.expectations_rules import percent
 from pytest_aiperf.record import achieved, communication
 from pytest_aiperf.report import (NONE, arm_cell, format_achieved, format_bytes, format_ceiling, format_energy,
@@ -166,8 +166,9 @@ def _charts(records: Sequence[dict[str, Any]]) -> str:
 
 
 def goal_metric(rec: dict[str, Any]) -> str:
-    """The goal's own measure: peak memory and the time it costs, throughput, or achieved rates and % of ceiling;
-    with the workload statistics and, for an overlap pair, the communication it hides."""
+    """The goal's own measure: peak memory and the time it costs, throughput, request latency, or achieved rates and
+    % of ceiling; with the workload statistics, for an overlap pair the communication it hides, and for a stack its
+    ablations."""
     parts = []
     if rec.get("goal") == "memory":
         base, opt = (rec.get(arm) or {} for arm in ("baseline", "optimized"))
@@ -183,7 +184,11 @@ def goal_metric(rec: dict[str, Any]) -> str:
     hidden = communication(rec)["hidden"]
     if hidden is not None:
         parts.append(f"communication hidden {100 * hidden:.0f}%")
+    parts += notes.latency_parts(rec)
     parts += [f"{name} {value:.3g}" for name, value in sorted((rec.get("workload") or {}).items())]
+    ablations = notes.ablation_parts(rec)
+    if ablations:
+        parts.append("ablations: " + ", ".join(ablations))
     return "; ".join(parts) or NONE
 
 

@@ -67,37 +67,43 @@ def memory_block(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def latency_parts(r: dict[str, Any]) -> list[str]:
+    """Both arms' request-level metrics of a latency record (medians over calls): TTFT and TPOT p50/p99 in ms,
+    output tokens per second, and the engine statistics both arms report (``latency.Timeline.engine``); [] for
+    another record."""
+    base, opt = ((r.get(arm) or {}).get("latency") or {} for arm in ("baseline", "optimized"))
+    if not base or not opt:
+        return []
+    parts = [f"{n} {format_ms(base[n])} -> {format_ms(opt[n])}" for n in ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99")]
+    parts.append(f"tokens/s {format_rate(base['tokens_per_s'])} -> {format_rate(opt['tokens_per_s'])}")
+    return parts + [f"{n} {base[n]:.3g} -> {opt[n]:.3g}" for n in sorted(set(base) & set(opt) - set(METRICS))
+                    if n != "tokens_per_s"]
+
+
 def latency_block(records: list[dict[str, Any]]) -> str:
-    """For each latency case, both arms' request-level metrics (medians over calls): TTFT and TPOT p50/p99 in ms,
-    output tokens per second, and the engine statistics both arms report (``latency.Timeline.engine``)."""
-    lines = []
-    for r in sorted(records, key=lambda r: r["key"]):
-        base, opt = ((r.get(arm) or {}).get("latency") or {} for arm in ("baseline", "optimized"))
-        if not base or not opt:
-            continue
-        names = ["ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99"]
-        parts = [f"{n} {format_ms(base[n])} -> {format_ms(opt[n])}" for n in names]
-        parts.append(f"tokens/s {format_rate(base['tokens_per_s'])} -> {format_rate(opt['tokens_per_s'])}")
-        parts += [f"{n} {base[n]:.3g} -> {opt[n]:.3g}" for n in sorted(set(base) & set(opt) - set(METRICS))
-                  if n != "tokens_per_s"]
-        lines.append(f"{r['key']}: {'; '.join(parts)}")
+    """For each latency case, ``latency_parts`` on one line."""
+    lines = [f"{r['key']}: {'; '.join(latency_parts(r))}" for r in sorted(records, key=lambda r: r["key"])
+             if latency_parts(r)]
     return "\n".join(["request latency (baseline -> optimized, medians over calls):", *lines]) if lines else ""
 
 
+def ablation_parts(r: dict[str, Any]) -> list[str]:
+    """A record's ablations: each one's speedup over the baseline with its interval and what the removed technique
+    contributes (full / ablated), then the contributions' product, which equals the full speedup where the
+    techniques act independently (``ablations``); [] without ablations."""
+    ablated, full = r.get("ablations"), r.get("speedup")
+    if not ablated or not full:
+        return []
+    parts = contributions(full, ablated)
+    rows = [f"{name} {format_ratio(rec['speedup'])}x [{format_ratio(rec['ci'][0])}, {format_ratio(rec['ci'][1])}]"
+            f" ({name.removeprefix('no_')} gives {format_ratio(parts[name])}x)" for name, rec in ablated.items()]
+    return [*rows, f"the parts multiply to {format_ratio(product(full, ablated))}x"]
+
+
 def ablation_block(records: list[dict[str, Any]]) -> str:
-    """For each case with ablation arms: the full stack's speedup, then each ablation's speedup over the baseline
-    with its interval and what the removed technique contributes (full / ablated), and the contributions' product
-    beside the full speedup, which it equals where the techniques act independently (``ablations``)."""
-    lines = []
-    for r in sorted(records, key=lambda r: (r.get("chapter") or "", r["key"])):
-        ablated, full = r.get("ablations"), r.get("speedup")
-        if not ablated or not full:
-            continue
-        parts = contributions(full, ablated)
-        rows = [f"{name} {format_ratio(rec['speedup'])}x [{format_ratio(rec['ci'][0])}, {format_ratio(rec['ci'][1])}]"
-                f" ({name.removeprefix('no_')} gives {format_ratio(parts[name])}x)" for name, rec in ablated.items()]
-        lines.append(f"{r['key']}: full {format_ratio(full)}x; {'; '.join(rows)}; the parts multiply to "
-                     f"{format_ratio(product(full, ablated))}x")
+    """For each case with ablation arms: the full stack's speedup, then ``ablation_parts``, on one line."""
+    lines = [f"{r['key']}: full {format_ratio(r['speedup'])}x; {'; '.join(ablation_parts(r))}"
+             for r in sorted(records, key=lambda r: (r.get("chapter") or "", r["key"])) if ablation_parts(r)]
     return "\n".join(["ablations (the optimized stack with one technique removed, speedup over the baseline; "
                       "reported, never gated):", *lines]) if lines else ""
 

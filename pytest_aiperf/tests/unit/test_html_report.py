@@ -177,3 +177,16 @@ def test_a_failed_case_shows_the_exception_line_of_its_traceback():
             "t.py:4: ValueError")
     assert html_report.error_line(text) == "ValueError: bad input"
     assert html_report.error_line("t.py:4: ValueError\n") == "t.py:4: ValueError"
+
+
+def test_a_latency_stack_shows_both_arms_request_metrics_and_its_ablations():
+    metrics = {"ttft_p50": 20.0, "ttft_p99": 40.0, "tpot_p50": 4.0, "tpot_p99": 6.0, "e2e_p50": 90.0,
+               "e2e_p99": 120.0, "tokens_per_s": 900.0}
+    rec = make_record(goal="latency", speedup=3.0,
+                      baseline=arm([4.0], median_ms=4.0, q1_ms=4.0, q3_ms=4.0, wall_median_ms=4.0, latency=metrics),
+                      optimized=arm([2.0], median_ms=2.0, q1_ms=2.0, q3_ms=2.0, wall_median_ms=2.0,
+                                    latency={**metrics, "tpot_p99": 2.0}),
+                      ablations={"no_graphs": {"speedup": 1.5, "ci": [1.4, 1.6]}})
+    cell = unescape(re.sub(r"<[^>]+>", " ", page(rec).split("<tr ")[1].split("</td>")[6]))
+    assert "tpot_p99 6 ms -> 2 ms" in cell and "tokens/s 900 -> 900" in cell, cell
+    assert "ablations: no_graphs 1.50x [1.40, 1.60] (graphs gives 2.00x), the parts multiply to 2.00x" in cell, cell
