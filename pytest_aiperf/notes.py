@@ -74,7 +74,8 @@ def latency_parts(r: dict[str, Any]) -> list[str]:
     base, opt = ((r.get(arm) or {}).get("latency") or {} for arm in ("baseline", "optimized"))
     if not base or not opt:
         return []
-    parts = [f"{n} {format_ms(base[n])} -> {format_ms(opt[n])}" for n in ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99")]
+    parts = [f"{n} {format_ms(base[n])} -> {format_ms(opt[n])}"
+             for n in ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99")]
     parts.append(f"tokens/s {format_rate(base['tokens_per_s'])} -> {format_rate(opt['tokens_per_s'])}")
     return parts + [f"{n} {base[n]:.3g} -> {opt[n]:.3g}" for n in sorted(set(base) & set(opt) - set(METRICS))
                     if n != "tokens_per_s"]
