@@ -261,10 +261,11 @@ class Measurer:
                             compute_only=record.summarized(world.compute_ms) if world.compute_ms else None)
 
     def _check_gpu_count(self, param: CaseParam, cpu: bool = False) -> None:
-        """Skip a multi-GPU case in an xdist worker (one GPU each) or where fewer GPUs are visible."""
+        """Skip a multi-GPU case in an xdist worker (one GPU each) or where fewer GPUs are visible; a distributed
+        case on gloo ranks (``cpu``) uses no GPU, so a worker runs it."""
         if param.gpus == 1:
             return
-        if self.options.xdist_worker:
+        if self.options.xdist_worker and not cpu:
             raise Skip(f"{param.id} uses {param.gpus} GPUs, which an xdist worker (one GPU) cannot: run it without "
                        f"xdist (-n 0), after the single-GPU cases (select them with -m multigpu)")
         if not cpu and len(self.device.gpus) < param.gpus:
