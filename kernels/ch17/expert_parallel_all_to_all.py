@@ -53,8 +53,8 @@ from pytest_aiperf import Work
 
 
 def inputs(shape: tuple[int, ...], dtype: str, seed: int, device: Any) -> tuple[Any, ...]:
-    """This rank's tokens and router logits, its slice of the experts' weights (the same draw on every rank), and
-    ``top_k``."""
+    """This rank's tokens and router logits, its own experts' weights (expert e drawn from its own seed, so every
+    rank draws only its experts and the draws agree with any other split), and ``top_k``."""
     tokens, experts, top_k, hidden, ffn = shape
     world, rank = dist.get_world_size(), dist.get_rank()
     if experts % world:
@@ -62,9 +62,9 @@ def inputs(shape: tuple[int, ...], dtype: str, seed: int, device: Any) -> tuple[
     gen = rank_seeded(seed)
     x = normal(gen, (tokens, hidden), dtype, device)
     logits = router_logits(gen, tokens, experts, device, bias_gen=seeded(seed))
-    gate_up, down = expert_weights(seeded(seed + 1), experts, hidden, ffn, dtype, device)
-    local = slice(rank * experts // world, (rank + 1) * experts // world)
-    return x, logits, gate_up[local].clone(), down[local].clone(), top_k
+    local = range(rank * experts // world, (rank + 1) * experts // world)
+    drawn = [expert_weights(seeded(seed + 7919 * (expert + 1)), 1, hidden, ffn, dtype, device) for expert in local]
+    return x, logits, torch.cat([g for g, _ in drawn]), torch.cat([d for _, d in drawn]), top_k
 
 
 def _local_rows(x: torch.Tensor, local_ids: torch.Tensor, gate_up: torch.Tensor, down: torch.Tensor) -> torch.Tensor:

@@ -15,11 +15,11 @@ engines that cannot.
 Shape ``(hidden, layers, prompts, batch, window, median_len, max_len)``; the hidden size picks the model as in
 ``kernels/ch15/serving_arms.py`` (64: TINY; 2048: Llama-3.2-1B's layers, 32000-token vocabulary). Prompt lengths
 are lognormal (sigma 1) around ``median_len``, clipped to ``max_len // 64 .. max_len``. Timing shape (2048, 4, 1024,
-16, 256, 512, 4096): four Llama-3.2-1B layers, 1,024 prompts of median 512 tokens (mean ~850), batches of 16.
+16, 256, 512, 4096): four Llama-3.2-1B layers, 1,024 prompts of median 512 tokens (mean ~800), batches of 16.
 
 Napkin math on an H100 SXM (bf16 GEMMs ~600 TFLOP/s, attention ~400 TFLOP/s):
-- real tokens ~0.87 M. Arrival order: a batch's longest of 16 lognormal lengths is ~5.9x the median, ~3,000 tokens:
-  ~3.1 M tokens computed (~72% padding). Sorted windows: ~0.95 M computed (~5-10% padding).
+- tokens, counted over one draw of the timing shape's lengths (seed 0): 0.82 M real; arrival order computes 3.02 M
+  (73% padding: a batch's longest of 16 lognormal lengths is ~5.9x the median), sorted windows 0.95 M (14%).
 - linear layers at ~0.49 GFLOP per token (four layers): ~2.5 s vs ~0.78 s; causal attention ~0.4 s vs ~0.1 s.
 - predicted speedup: 2.5-3.3x on H100 and H200 (compute-bound in both arms: the ratio follows computed tokens).
 - floor: ``min_speedup`` 1.75 (70% of the low end, 2.5x).

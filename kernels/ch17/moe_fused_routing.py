@@ -4,7 +4,8 @@
   fp32, ``topk``, renormalize, flatten, a stable ``argsort`` by expert and ``bincount`` for the per-expert counts:
   ~8 launches, and ``bincount`` reads its input's maximum back to size its output (a host sync on CUDA).
 - Optimized: ``topk_softmax_kernel``, one program per block of tokens: the row's top-k by repeated max (ties to
-  the lower expert index), then the softmax over the chosen logits (equal to the full softmax renormalized over
+  the lower expert index), twice (the first pass sums the softmax's denominator, the second writes), giving the
+  softmax over the chosen logits (equal to the full softmax renormalized over
   them); ``expert_permutation_kernel``, one program per expert: its count, its offset (the routed rows of lower
   experts) and the positions of its rows, in order, by a prefix sum. Two launches, no sync.
 - Mechanism: launches and the sync, not bytes: the logits of 4096 tokens x 128 experts are 2 MB.
@@ -63,7 +64,7 @@ def baseline_eager_router(logits: torch.Tensor, top_k: int) -> tuple[torch.Tenso
 
 @triton.jit
 def topk_softmax_kernel(logits_ptr, weights_ptr, ids_ptr, tokens, experts, stride, TOP_K: tl.constexpr,
-                        BLOCK_T: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_K: tl.constexpr):
+                        BLOCK_T: tl.constexpr, BLOCK_E: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     cols = tl.arange(0, BLOCK_E)
     live = rows < tokens
@@ -72,19 +73,18 @@ def topk_softmax_kernel(logits_ptr, weights_ptr, ids_ptr, tokens, experts, strid
                      other=float("-inf")).to(tl.float32)
     best = tl.max(values, axis=1)
     total = tl.zeros((BLOCK_T,), dtype=tl.float32)
+    remaining = values
+    for slot in tl.static_range(TOP_K):
+        top = tl.max(remaining, axis=1)
+        index = tl.min(tl.where(remaining == top[:, None], cols[None, :], BLOCK_E), axis=1)
+        total += tl.exp(top - best)
+        remaining = tl.where(cols[None, :] == index[:, None], float("-inf"), remaining)
     for slot in tl.static_range(TOP_K):
         top = tl.max(values, axis=1)
         index = tl.min(tl.where(values == top[:, None], cols[None, :], BLOCK_E), axis=1)
-        share = tl.exp(top - best)
-        total += share
         tl.store(ids_ptr + rows * TOP_K + slot, index.to(tl.int64), mask=live)
-        tl.store(weights_ptr + rows * TOP_K + slot, share, mask=live)
+        tl.store(weights_ptr + rows * TOP_K + slot, tl.exp(top - best) / total, mask=live)
         values = tl.where(cols[None, :] == index[:, None], float("-inf"), values)
-    slots = tl.arange(0, BLOCK_K)
-    where = rows[:, None] * TOP_K + slots[None, :]
-    keep = live[:, None] & (slots[None, :] < TOP_K)
-    shares = tl.load(weights_ptr + where, mask=keep, other=0.0)
-    tl.store(weights_ptr + where, shares / total[:, None], mask=keep)
 
 
 @triton.jit
@@ -119,7 +119,7 @@ def fused_route(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, ...]:
     counts = torch.empty(experts, dtype=torch.int64, device=logits.device)
     topk_softmax_kernel[(triton.cdiv(tokens, BLOCK_TOKENS),)](
         logits, weights, ids, tokens, experts, logits.stride(0), TOP_K=top_k, BLOCK_T=BLOCK_TOKENS,
-        BLOCK_E=triton.next_power_of_2(experts), BLOCK_K=triton.next_power_of_2(top_k))
+        BLOCK_E=triton.next_power_of_2(experts))
     expert_permutation_kernel[(experts,)](ids, order, counts, tokens * top_k, BLOCK=BLOCK_IDS)
     return weights, ids, order, counts
 

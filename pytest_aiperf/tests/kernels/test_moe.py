@@ -106,7 +106,8 @@ def _logit_blind_dispatch(x, logits, gate_up, down, top_k):
 
 
 def test_a_planted_expert_parallel_dispatch_fails_its_check_on_gloo_ranks():
-    case = Case(name="expert_parallel_all_to_all", baseline=expert_parallel_all_to_all.baseline_allgather_reduce_scatter,
+    case = Case(name="expert_parallel_all_to_all",
+                baseline=expert_parallel_all_to_all.baseline_allgather_reduce_scatter,
                 optimized=expert_parallel_all_to_all.optimized_all_to_all_dispatch,
                 inputs=expert_parallel_all_to_all.inputs, check_shapes=[(6, 4, 2, 16, 8)],
                 time_shapes=[(4096, 16, 1, 5120, 8192)], world_sizes=(2,), dtypes=["fp32"])
