@@ -17,8 +17,8 @@ read, plus the new token's own key and value). Adapter ids are uniform over the 
 Shape ``(hidden, layers, batch, context, adapters, rank)``: the hidden size picks the model (64: the TINY preset for
 the CPU; 2048: Llama-3.2-1B with a 32000-token vocabulary, ``kernels/ch15/serving_arms.py``), rank-``rank`` LoRA on
 q/k/v/o of every layer, scaling 2 (alpha = 2 x rank). Timing shapes: (2048, 16, 64, 512, 32, 16), Llama-3.2-1B at a
-decode batch of 64 with 512 cached tokens each over 32 adapters (~28 distinct in the batch at the timing seed's
-uniform draw: 32 x (1 - (31/32)^64)), and the same with 4 adapters (all 4 present).
+decode batch of 64 with 512 cached tokens each over 32 adapters (~28 distinct in the batch expected from the uniform
+draw: 32 x (1 - (31/32)^64); the workload statistic records the count), and the same with 4 adapters (all 4 present).
 
 Napkin math on an H100 SXM (3.0 TB/s measured copy; eager launches 6-15 us of host time, ch12):
 - one forward reads 2.08 GB of weights (1.95 GB of layers, 0.13 GB of LM head) and 1.07 GB of cache: ~1.05 ms of
