@@ -8,7 +8,7 @@ times that expert's ``down(silu(gate(x)) * up(x))``.
 
 ``grouped_mm`` is ``torch._grouped_mm`` (one launch over every group; CUTLASS on sm90) wherever
 ``kernels.compat.grouped_mm_supported`` finds it working for the device and dtype; float64 (the references) takes a
-per-group loop, and a CUDA device where the probe fails raises instead of timing a slower stand-in.
+per-group loop, and any other device and dtype where the probe fails raises instead of timing a slower stand-in.
 """
 
 from __future__ import annotations
