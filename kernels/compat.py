@@ -132,3 +132,25 @@ def expandable_segments() -> Iterator[None]:
         yield
     finally:
         _set_allocator_settings(f"expandable_segments:{previous}")
+
+
+@functools.cache
+def grouped_mm_supported(device_type: str, dtype: torch.dtype) -> bool:
+    """Whether ``torch._grouped_mm(a, b, offs=...)`` runs on ``device_type`` in ``dtype`` with a 2D ``a`` (rows
+    sorted by group), a 3D ``b`` (groups, K, N) viewed from ``nn.Linear``-style (groups, N, K) weights, int32 ``offs``
+    (each group's end row) and an empty group, and matches a per-group ``mm``; probes one call on tiny tensors
+    (cached). Where it cannot (no such function, the dtype, the device), the answer is False."""
+    fn = getattr(torch, "_grouped_mm", None)
+    if fn is None:
+        return False
+    gen = torch.Generator().manual_seed(0)
+    a, w = torch.randn(24, 16, generator=gen), torch.randn(3, 8, 16, generator=gen)
+    ends = [5, 5, 24]
+    device = torch.device(device_type)
+    try:
+        out = fn(a.to(device, dtype), w.to(device, dtype).transpose(-2, -1),
+                 offs=torch.tensor(ends, dtype=torch.int32, device=device))
+    except (RuntimeError, TypeError, NotImplementedError):
+        return False
+    want = torch.cat([a[start:end] @ w[group].t() for group, (start, end) in enumerate(zip([0, *ends], ends))])
+    return out.shape == want.shape and bool(torch.allclose(out.float().cpu(), want, rtol=3e-2, atol=0.25))
