@@ -31,7 +31,8 @@ Napkin math on an H100 SXM (3.35 TB/s; 3.0 TB/s measured copy), per step:
   ~12 for the embedding, final norm, head and argmax), 1.4-1.9 ms at the 15.5-21 us per eager launch measured on the
   H100 VM (``kernels/ch12/cuda_graph_replay.py``); its GPU work, 0.37 GB of weights and head, ~0.13 ms, runs behind
   the host: the step is host-bound.
-- baseline, on top: the row gather of 64 x 32000 B (2 MB) into pinned memory, ~0.1-0.3 ms of host memcpy; the copy
+- baseline, on top: the row gather of 64 x 32000 B (2 MB) into pinned memory, ~0.1-0.3 ms of host memcpy (~0.3 ms
+  with the state update on the 2-core CI machine, timed with ``time.perf_counter`` outside any case); the copy
   of those 2 MB at ~25-50 GB/s, ~0.04-0.08 ms, and the sync that waits for it and for the masked argmax, ~0.1 ms;
   the state update and Python ~0.03 ms: ~0.3-0.5 ms, 1.7-2.4 ms a step.
 - optimized, on top: three launches (kernel, gather, output copy) for the baseline's two (copy, ``masked_fill_``),
