@@ -195,17 +195,21 @@ class Decoder(nn.Module):
         twin.load_state_dict(self.state_dict())
         return twin
 
-    def hidden_states(self, tokens: torch.Tensor, cache: KVCache | None = None, pos: Position = 0) -> torch.Tensor:
+    def hidden_states(self, tokens: torch.Tensor, cache: KVCache | None = None, pos: Position = 0,
+                      depth: int | None = None) -> torch.Tensor:
         """Final-norm hidden states (batch, seq, hidden) of ``tokens`` (batch, seq): causal over the sequence
         without a cache; with one, the tokens sit at positions pos.. and attend over the cache's first positions.
-        A tensor ``pos`` (0-d, on the model's device) is not range-checked: checking would synchronize."""
+        A tensor ``pos`` (0-d, on the model's device) is not range-checked: checking would synchronize.
+        ``depth`` runs only the first ``depth`` layers before the final norm (an early exit, LayerSkip's draft),
+        reading and writing only those layers of the cache."""
         seq = tokens.shape[1]
+        layers = self.layers if depth is None else self.layers[:depth]
         if (pos if isinstance(pos, int) else 0) + seq > self.max_positions:
             raise ValueError(f"positions up to {seq - 1} (from {pos}) exceed the RoPE tables' {self.max_positions}")
         x = self.embed_tokens(tokens)
         if cache is None:
             cos, sin = self.cos[:seq], self.sin[:seq]
-            for layer in self.layers:
+            for layer in layers:
                 x = layer(x, cos, sin)
             return self.norm(x)
         if isinstance(pos, int):
@@ -220,7 +224,7 @@ class Decoder(nn.Module):
             cos, sin = self.cos[write_index], self.sin[write_index]
             kv_len, is_causal, needs_mask = cache.max_len, False, True
         mask = (torch.arange(kv_len, device=tokens.device) <= write_index[:, None]) if needs_mask else None
-        for index, layer in enumerate(self.layers):
+        for index, layer in enumerate(layers):
             x = layer(x, cos, sin, cache.slot(index, write_index, kv_len, mask, is_causal))
         return self.norm(x)
 
@@ -228,9 +232,11 @@ class Decoder(nn.Module):
         """The LM head over final-norm hidden states."""
         return self.lm_head(hidden)
 
-    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, pos: Position = 0) -> torch.Tensor:
-        """Logits (batch, seq, vocab) at every position of ``tokens`` (see ``hidden_states``)."""
-        return self.logits(self.hidden_states(tokens, cache, pos))
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, pos: Position = 0,
+                depth: int | None = None) -> torch.Tensor:
+        """Logits (batch, seq, vocab) at every position of ``tokens`` (see ``hidden_states``): with a cache and
+        several tokens after ``pos`` > 0, the logits of each, as a speculative verify step reads them."""
+        return self.logits(self.hidden_states(tokens, cache, pos, depth))
 
     def prefill(self, tokens: torch.Tensor, cache: KVCache, pos: Position = 0) -> torch.Tensor:
         """Write the prompt's keys and values into ``cache`` from ``pos`` on; logits (batch, vocab) of its last

@@ -142,3 +142,21 @@ def test_rms_norm_computes_in_fp32_and_returns_the_input_dtype():
     expected = norm.weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + TINY.norm_eps)).to(torch.bfloat16)
     with torch.no_grad():
         assert torch.equal(norm(x), expected)
+
+
+@pytest.mark.parametrize("tensor_pos", [False, True], ids=["int_pos", "tensor_pos"])
+def test_an_early_exit_runs_the_first_layers_then_the_final_norm_and_writes_only_their_cache(tensor_pos):
+    model = Decoder(TINY.with_layers(3), seed=5)
+    sequence = tokens(2, 9)
+    with torch.no_grad():
+        x = model.embed_tokens(sequence)
+        for layer in model.layers[:2]:
+            x = layer(x, model.cos[:9], model.sin[:9])
+        expected = model.logits(model.norm(x))
+        cache = KVCache(model.config, 2, 12, torch.float32, "cpu")
+        model(sequence[:, :6], cache, depth=2)
+        pos = torch.tensor(6) if tensor_pos else 6
+        cached = model(sequence[:, 6:], cache, pos, depth=2)
+    torch.testing.assert_close(model(sequence, depth=2), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cached, expected[:, 6:], rtol=1e-5, atol=1e-5)
+    assert cache.keys[1].ne(0).any() and cache.keys[2].eq(0).all() and cache.values[2].eq(0).all()
