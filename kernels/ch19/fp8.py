@@ -3,9 +3,9 @@ rowwise-scaled product on ``torch._scaled_mm``, and its emulation in float for d
 
 A row's scale is ``amax(|row|) / 448`` (448 is e4m3's largest finite value), so the row's largest element maps to
 448 and the others keep e4m3's 3 mantissa bits relative to their own magnitude (unit roundoff 2^-4); an all-zero row
-gets the scale of a tiny amax and quantizes to zeros. One Triton program per row (on CUDA) reads the row twice (the absolute
-maximum, then the scaled values rounded to nearest even) and writes it once in fp8: 3 bytes moved per bf16 element,
-the second read mostly from L2 (a row of 14336 bf16 values is 28 KB). Off CUDA the kernel writes the scaled fp32
+gets the scale of a tiny amax and quantizes to zeros. One Triton program per row (on CUDA) reads the row twice
+(the absolute maximum, then the scaled values rounded to nearest even) and writes it once in fp8: 3 bytes moved per
+bf16 element, the second read mostly from L2 (a row of 14336 bf16 values is 28 KB). Off CUDA the kernel writes the scaled fp32
 values and PyTorch rounds them to e4m3: the Triton interpreter's fp32 -> e4m3 conversion is wrong (triton 3.9,
 measured: 124.3 becomes 64, a mantissa carry into the exponent lost; 100 becomes 104, a tie not rounded to even;
 0.001 becomes 0, not the subnormal 0.00195), while its e4m3 -> fp32 conversion is exact for all 254 finite codes.

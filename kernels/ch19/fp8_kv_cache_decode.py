@@ -102,17 +102,18 @@ def fp8_decode_kernel(out_ptr, lse_ptr, q_ptr, k_ptr, v_ptr, ks_ptr, vs_ptr, con
     tl.store(lse_ptr + rows * SPLITS + split, lse, mask=keep)
 
 
-def fp8_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_scale: torch.Tensor,
-               v_scale: torch.Tensor) -> torch.Tensor:
+def fp8_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_scale: torch.Tensor, v_scale: torch.Tensor,
+               splits: int | None = None) -> torch.Tensor:
     """Attention of ``q`` (batch, heads, 1, head_dim) over e4m3 ``k`` and ``v`` (batch, kv_heads, context, head_dim)
-    with fp32 scales (batch, kv_heads, context): (batch, heads, 1, head_dim) in q's dtype."""
+    with fp32 scales (batch, kv_heads, context): (batch, heads, 1, head_dim) in q's dtype. ``splits`` per (sequence,
+    KV head) defaults to enough programs for two waves of the GPU's SMs (1 off CUDA)."""
     batch, heads, _, head_dim = q.shape
     _, kv_heads, context, _ = k.shape
     if head_dim & (head_dim - 1):
         raise ValueError(f"head_dim {head_dim} must be a power of two")
     group = heads // kv_heads
     tiles = triton.cdiv(context, TILE)
-    splits = split_count(batch, kv_heads, tiles, 1, q.device)
+    splits = splits or split_count(batch, kv_heads, tiles, 1, q.device)
     tiles_per_split = triton.cdiv(tiles, splits)
     out = torch.empty_like(q)
     part = out if splits == 1 else torch.empty(batch, heads, splits, head_dim, dtype=torch.float32, device=q.device)
