@@ -23,7 +23,9 @@ float64 reference of 32 layers would not fit beside the model).
 Napkin math (H100 SXM: pinned host-to-device ~53-55 GB/s, measured by ch02's ``pinned_transfer``; bf16 prefill GEMMs
 ~500-650 TFLOP/s in eager HF-style code):
 - (2048, 16, 16, 4096): the KV is 32 KB per token (16 layers x 2 x 8 heads x 64 x 2 B), 65,520 tokens: 2.15 GB,
-  ~39-41 ms to swap in; the decode step ~1-2 ms (the weights, 2.5 GB, read once). Recompute: 2 x 0.97 G layer
+  ~39-41 ms to swap in; each layer's copy lands in a strided slice of the cache (the pending token's position
+  follows it), so PyTorch DMAs into a contiguous device buffer and copies it on the device (~1.5 ms for all
+  layers); the decode step ~1-2 ms (the weights, 2.5 GB, read once). Recompute: 2 x 0.97 G layer
   weights x 65,536 tokens = 127 TFLOP of projections and MLPs, and 16 x 4 x 16 x 32 x 64 x 4096^2 / 2 = 17.6 TFLOP
   of causal attention: ~145 TFLOP, ~0.22-0.29 s. Predicted 5-7x.
 - (4096, 8, 16, 4096): 8 layers x 4 KB per token, the same 2.15 GB (~40 ms). Recompute: 2 x 1.74 G x 65,536 =
