@@ -154,3 +154,24 @@ def grouped_mm_supported(device_type: str, dtype: torch.dtype) -> bool:
         return False
     want = torch.cat([a[start:end] @ w[group].t() for group, (start, end) in enumerate(zip([0, *ends], ends))])
     return out.shape == want.shape and bool(torch.allclose(out.float().cpu(), want, rtol=3e-2, atol=0.25))
+
+
+@functools.cache
+def rowwise_scaled_mm_reason(device: torch.device) -> str | None:
+    """None where ``torch._scaled_mm`` runs an e4m3 x e4m3 product with rowwise scales (``scale_a`` (M, 1),
+    ``scale_b`` (1, N), fp32; bf16 out) on ``device`` and returns the dequantized product; else why not. Probes one
+    16 x 16 x 16 call on that device (cached per device): CUDA runs it on sm_90 (a CUTLASS kernel), torch 2.13's CPU
+    build runs it too, other builds and GPUs raise."""
+    if not callable(getattr(torch, "_scaled_mm", None)):
+        return "this torch has no torch._scaled_mm"
+    a = torch.eye(16, device=device).to(torch.float8_e4m3fn)
+    b = (torch.arange(256, device=device, dtype=torch.float32).reshape(16, 16) % 8).to(torch.float8_e4m3fn)
+    scale_a = torch.full((16, 1), 0.5, device=device)
+    scale_b = torch.full((1, 16), 2.0, device=device)
+    try:
+        out = torch._scaled_mm(a, b.t().contiguous().t(), scale_a=scale_a, scale_b=scale_b, out_dtype=torch.bfloat16)
+    except (RuntimeError, NotImplementedError, TypeError) as exc:
+        return f"torch._scaled_mm with rowwise scales fails on {device}: {str(exc).splitlines()[0]}"
+    if not torch.equal(out.float().cpu(), b.float().cpu()):
+        return f"torch._scaled_mm with rowwise scales on {device} does not return the scaled product"
+    return None
