@@ -117,7 +117,7 @@ class Case:
     file reads, CPU preprocessing, pageable copies): the events then start before the host dispatches the call,
     instead of after a hold (see ``clocks``) that hides a call's first 50-400 us of dispatch.
     ``min_capability`` (for example ``(9, 0)`` for TMA, wgmma, clusters or FP8 on Hopper) skips the case, with that
-    reason, on a GPU of a lower compute capability; it implies ``needs_cuda``.
+    reason, on a GPU of a lower compute capability; a case whose arms have no CPU path also declares ``needs_cuda``.
     ``world_sizes`` (for example ``(2, 4)``) makes a distributed case, measured once per world size on that many
     ranks (one process per GPU) that the plugin starts itself (see ``distributed``). ``devices`` (for example 2, for
     a peer-to-peer copy) makes a single-process case that drives that many GPUs: the current device is the first,
@@ -209,7 +209,6 @@ class Case:
             given = self.min_capability
             if not isinstance(given, tuple) or len(given) != 2 or not all(isinstance(v, int) for v in given):
                 raise ValueError(f"case {self.name}: min_capability must be (major, minor), got {self.min_capability!r}")
-            object.__setattr__(self, "needs_cuda", True)
         if any(not isinstance(w, int) or w < 2 for w in self.world_sizes):
             raise ValueError(f"case {self.name}: world_sizes are rank counts of 2 or more, got {self.world_sizes!r}")
         if not isinstance(self.devices, int) or self.devices < 1 or (self.devices > 1 and self.world_sizes):

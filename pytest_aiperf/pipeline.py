@@ -112,7 +112,7 @@ class Measurer:
         on = backend.device if backend is not None else "cpu"
         if case.needs_cuda and on != "cuda":
             raise Skip(f"{param.id} needs a CUDA device (it uses pinned memory, streams or CUDA kernels)")
-        lacking = machine.lacks_capability(case.min_capability)
+        lacking = machine.lacks_capability(case.min_capability) if on == "cuda" else None
         if lacking:
             raise Skip(f"{param.id} {lacking}")
         self._check_gpu_count(param)

@@ -52,7 +52,7 @@ CASES = [
     Case(name="structured_sparsity_ffn", baseline=structured_sparsity_ffn.baseline_dense_gemms,
          optimized=structured_sparsity_ffn.optimized_sparse_2_4_gemms, inputs=structured_sparsity_ffn.inputs,
          reference=structured_sparsity_ffn.reference, work=structured_sparsity_ffn.work, min_capability=(8, 0),
-         check_shapes=[(37, 64, 192), (1, 128, 64), (130, 256, 704)], time_shapes=[(4096, 4096, 14336)],
+         needs_cuda=True, check_shapes=[(37, 64, 192), (1, 128, 64), (130, 256, 704)], time_shapes=[(4096, 4096, 14336)],
          dtypes=["bf16"], min_speedup=1.1,
          known_loss="0.67x on the H100 (0.54x and 0.79x in two processes) and 0.65-0.98x on an H200: on the H100 the "
                     "2:4 sparse kernels are only 1.13x faster than dense cuBLAS (511 vs 579 us for one projection), "

@@ -33,7 +33,7 @@ CASES = [
     Case(name="fp8_scaled_gemm", baseline=fp8_scaled_gemm.baseline_bf16_linear,
          optimized=fp8_scaled_gemm.optimized_fp8_scaled_mm, inputs=fp8_scaled_gemm.inputs,
          reference=fp8_scaled_gemm.reference, work=fp8_scaled_gemm.work, min_capability=(8, 9),
-         check_shapes=[(33, 64, 48), (1, 16, 16), (257, 512, 208)], time_shapes=[(8192, 4096, 14336)],
+         needs_cuda=True, check_shapes=[(33, 64, 48), (1, 16, 16), (257, 512, 208)], time_shapes=[(8192, 4096, 14336)],
          dtypes=["bf16"], min_speedup=1.2,
          tolerance=Tolerance(rel=8e-2, reason="e4m3 operands (3 mantissa bits, 2^-4 unit roundoff): ~3.7% relative "
                                               "error, measured in float64 emulation")),
@@ -44,7 +44,7 @@ CASES = [
     Case(name="dsmem_cluster_reduction", baseline=dsmem_cluster_reduction.baseline_two_pass_partials,
          optimized=dsmem_cluster_reduction.optimized_cluster_dsmem_reduction, inputs=dsmem_cluster_reduction.inputs,
          reference=dsmem_cluster_reduction.reference, work=dsmem_cluster_reduction.work, min_capability=(9, 0),
-         check_shapes=[(3, 17), (5, 1), (4, 1000), (2, 128_256)], time_shapes=[(64, 128_256)],
+         needs_cuda=True, check_shapes=[(3, 17), (5, 1), (4, 1000), (2, 128_256)], time_shapes=[(64, 128_256)],
          dtypes=["fp32"], min_speedup=1.05),
 ]
 

@@ -180,10 +180,11 @@ def test_pin_host_does_nothing_for_a_backend_without_launches() -> None:
         assert os.sched_getaffinity(0) == before
 
 
-def test_a_case_needing_a_compute_capability_also_needs_cuda_and_rejects_a_malformed_one() -> None:
+def test_a_compute_capability_gates_only_cuda_devices_and_a_malformed_one_is_rejected() -> None:
     from pytest_aiperf import Case
 
     args = dict(baseline=abs, optimized=abs, inputs=lambda *a: (), time_shapes=[(4,)], check_shapes=[(2,)])
-    assert Case(name="tma_copy", min_capability=(9, 0), **args).needs_cuda
+    assert not Case(name="fp8_mlp", min_capability=(9, 0), **args).needs_cuda  # its CPU path is still checked
+    assert Case(name="tma_copy", min_capability=(9, 0), needs_cuda=True, **args).needs_cuda
     with pytest.raises(ValueError, match=r"min_capability must be \(major, minor\), got 9"):
         Case(name="tma_copy", min_capability=9, **args)
