@@ -134,7 +134,9 @@ class Case:
     that the comparison of a request stops, and says so, at the first position whose top-two logits are closer than
     the dtype can resolve. Where the tokens are the arms' only output, ``reference`` is not called.
     ``memory`` (goal "memory") names the peak that is compared: "allocated" bytes, or "reserved" by the caching
-    allocator where the lesson is the allocator; ``max_slowdown`` bounds the time cost a memory win may have (for
+    allocator where the lesson is the allocator; ``max_memory_growth``, on a time goal, is the reverse bound: the
+    optimized arm's peak at most that many times the baseline's (a speed win under a memory ceiling, as selective
+    checkpointing), else REGRESSED; ``max_slowdown`` bounds the time cost a memory win may have (for
     example 1.45: the optimized arm at most 1.45x slower), recorded beside the memory ratio.
     ``workload(*inputs) -> {name: value}`` returns statistics of the work that decide a speedup (acceptance rate,
     prefix hit rate, padding fraction, tokens per expert); they are recorded with the expectation, and a run whose
@@ -179,6 +181,7 @@ class Case:
     token_reference: Callable[..., Any] | None = None
     memory: Literal["allocated", "reserved"] = "allocated"
     max_slowdown: float | None = None
+    max_memory_growth: float | None = None
     workload: Callable[..., dict[str, float]] | None = None
     workload_tolerance: float = 0.05
     prepare: Callable[[str], None] | None = None
@@ -220,6 +223,10 @@ class Case:
 
         if self.memory not in ("allocated", "reserved"):
             raise ValueError(f"case {self.name}: memory is 'allocated' or 'reserved', got {self.memory!r}")
+        if self.max_memory_growth is not None and (self.goal in ("memory", "cold_start")
+                                                   or not self.max_memory_growth > 0):
+            raise ValueError(f"case {self.name}: max_memory_growth (> 0) bounds the peak memory of a time goal, got "
+                             f"{self.max_memory_growth!r} with goal {self.goal!r}")
         if self.max_slowdown is not None and (self.goal != "memory" or not self.max_slowdown >= 1):
             raise ValueError(f"case {self.name}: max_slowdown (>= 1) bounds the time cost of a memory goal, got "
                              f"{self.max_slowdown!r} with goal {self.goal!r}")

@@ -5,6 +5,8 @@
   recording hosts turns a fall into INCONCLUSIVE.
 - The memory goal judges the ratio of the arms' peak bytes instead, and the time cost of the win against the case's
   ``max_slowdown``: a memory win slower than declared fails on its own reason.
+- A time goal's ``max_memory_growth`` bounds the optimized arm's peak memory against the baseline's: a win past it is
+  REGRESSED.
 - A latency case's ``guards`` bound its other request metrics: a gated win that breaks one is REGRESSED.
 - A workload unlike the recording's (``Case.workload`` statistics beyond ``workload_tolerance``) cannot show a
   regression or an improvement of the code: any verdict against an expectation reads INCONCLUSIVE, naming both.
@@ -61,6 +63,8 @@ def judged(param: CaseParam, base_ms: Sequence[float], opt_ms: Sequence[float], 
         verdict = judge(times, gate, expected=expected, throttle=throttle, host_change=host_change,
                         hardware=hardware, **medians)
         judgement = Judgement(times, verdict, noise_margin(base_ms, opt_ms, floor=min_margin), host_change)
+        if case.max_memory_growth is not None:
+            judgement = _memory_ceiling(judgement, case.memory, case.max_memory_growth, peaks or {})
     broken = guard_broken(case.guards, latency or {})
     if broken and judgement.verdict.outcome is not Outcome.REGRESSED:
         judgement = Judgement(judgement.estimate, Verdict(Outcome.REGRESSED, f"{broken}; {judgement.verdict.reason}"),
@@ -87,6 +91,25 @@ def guard_broken(guards: Sequence[Any], latency: dict[str, dict[str, float] | No
             return (f"the guard on {guard.metric} is broken: {before:.4g} -> {after:.4g}, {worse:.2f}x worse, past its "
                     f"declared {guard.max_worse:.2f}x")
     return None
+
+
+def _memory_ceiling(judgement: Judgement, kind: str, limit: float, peaks: dict[str, int | None]) -> Judgement:
+    """A time goal's judgement under its memory ceiling: REGRESSED where the optimized arm's peak is past ``limit``
+    times the baseline's, the peaks named in the reason either way (or that the backend could not track them)."""
+    base, opt = peaks.get("baseline"), peaks.get("optimized")
+    verdict = judgement.verdict
+    if not base or not opt:
+        verdict = Verdict(verdict.outcome, f"{verdict.reason}; peak memory not tracked by this timing backend, so "
+                                           f"max_memory_growth {limit:.2f}x was not checked")
+    elif opt > limit * base:
+        verdict = Verdict(Outcome.REGRESSED, f"the optimized arm's peak {kind} memory {opt} bytes is {opt / base:.2f}x "
+                                             f"the baseline's {base}, past the declared max_memory_growth "
+                                             f"{limit:.2f}x; {verdict.reason}")
+    else:
+        verdict = Verdict(verdict.outcome, f"{verdict.reason}; peak {kind} memory {base} -> {opt} bytes "
+                                           f"({opt / base:.2f}x) within max_memory_growth {limit:.2f}x")
+    return Judgement(judgement.estimate, verdict, judgement.noise_margin, judgement.host_change,
+                     judgement.time_speedup)
 
 
 def _memory(param: CaseParam, peaks: dict[str, int | None], times: SpeedupEstimate, expected: Expected | None,

@@ -141,7 +141,8 @@ class Measurer:
             sets = measure.placements(inputs, seed=placement_seed) if plan.placements else [tuple(inputs)]
             samples = measure.sample_pair(clock, timed["baseline"], timed["optimized"], sets, budget_s=budget_s,
                                           gate=None if updating else gate, **plan.options)
-            if case.goal == "memory" and not peaks:  # after the warm-up, so no first-call workspace counts
+            # after the warm-up, so no first-call workspace counts
+            if (case.goal == "memory" or case.max_memory_growth) and not peaks:
                 peaks.update((arm, _peak_bytes(clock, fn, inputs, case.memory)) for arm, fn in timed.items())
             host_bound = not plan.options.get("hide_dispatch", True) or any(
                 n["late_calls"] >= 0.5 * n["calls"] for n in dispatch().values())

@@ -19,10 +19,10 @@ Napkin math (bf16; H100 SXM ~600-700 TFLOP/s on these GEMMs, copy ~3.0 TB/s; per
 - selective AC adds the pointwise recompute: the two RMSNorms (fp32 inside, ~20 B per element over 8192 x 2048),
   RoPE on q and k, SiLU and the product over 8192 x 8192: ~2 GB moved, ~0.7 ms: ~5.6-6.4 ms per layer.
 - predicted speedup: 1.12-1.25x on H100 and H200 (the same GEMM peak; H200's bandwidth makes the recompute cheaper).
-- memory, not gated: the saved q, k, v, attention output and log-sum-exp, o, gate, up and down outputs, ~0.37 GB
-  per layer, 3 GB for eight, against full AC's 0.27 GB of layer inputs: a peak of ~5-6 GB against ~2.4-3 GB (and
-  ~10 GB keeping everything). The Case API bounds memory only for a memory goal; a speed goal with a memory
-  ceiling is a plugin need, so the ceiling is stated here, not checked.
+- memory: the saved q, k, v, attention output and log-sum-exp, o, gate, up and down outputs, ~0.37 GB per layer,
+  3 GB for eight, against full AC's 0.27 GB of layer inputs: a peak of ~5-6 GB against ~2.4-3 GB, 1.7-2.5x (and
+  ~10 GB keeping everything, 3.3-4.2x). The case's ceiling, ``max_memory_growth`` 2.8x of the full-AC peak, fails a
+  "selective" policy that saves nearly everything.
 
 Precision: both arms compute the same bf16 gradients (the saved outputs are the values the recompute would give
 bitwise on the same device); the default bf16 bound holds.

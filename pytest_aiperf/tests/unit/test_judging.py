@@ -79,3 +79,19 @@ def test_guards_belong_to_latency_cases_and_bound_known_metrics() -> None:
         case(guards=(Guard("ttft_p50", 1.2),))
     with pytest.raises(ValueError, match="max_worse >= 1"):
         Guard("ttft_p90", 1.2)
+
+
+def test_a_speed_win_past_its_memory_ceiling_fails_on_the_memory_it_costs() -> None:
+    c = case(max_memory_growth=1.5, min_speedup=1.1)
+    held = judge_case(c, 1.2, 1.0, peaks={"baseline": 4_000, "optimized": 5_000})
+    assert held.verdict.outcome is Outcome.PASS and "(1.25x) within max_memory_growth 1.50x" in held.verdict.reason
+    broken = judge_case(c, 1.2, 1.0, peaks={"baseline": 4_000, "optimized": 8_000})
+    assert broken.verdict.outcome is Outcome.REGRESSED
+    assert "2.00x the baseline's 4000, past the declared max_memory_growth 1.50x" in broken.verdict.reason
+    untracked = judge_case(c, 1.2, 1.0, peaks={"baseline": None, "optimized": None})
+    assert untracked.verdict.outcome is Outcome.PASS and "was not checked" in untracked.verdict.reason
+
+
+def test_max_memory_growth_belongs_to_a_time_goal() -> None:
+    with pytest.raises(ValueError, match="max_memory_growth"):
+        case(goal="memory", max_memory_growth=1.5)
