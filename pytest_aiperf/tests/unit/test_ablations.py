@@ -12,26 +12,7 @@ from pytest_aiperf import Case, Stateful, Tolerance
 from pytest_aiperf.ablations import contributions, entry, measured, product
 from pytest_aiperf.checks import CorrectnessError, verify
 from pytest_aiperf.notes import ablation_block
-
-
-class ScriptedClock:
-    """A backend whose 'time' for a call is the float the arm returns."""
-
-    name, device, l2_bytes = "scripted", "cpu", 0
-
-    def __init__(self) -> None:
-        self.called: list[Callable[..., Any]] = []
-
-    def flush(self) -> None:
-        return None
-
-    def sync(self) -> None:
-        return None
-
-    def time_call(self, fn: Callable[..., Any], args: Sequence[Any], hide_dispatch: bool = True) -> tuple[float, float]:
-        self.called.append(fn)
-        value = fn(*args)
-        return value, value
+from pytest_aiperf.tests.unit.test_measure import ScriptedClock
 
 
 def test_each_ablation_is_timed_against_the_baseline_and_reported_as_its_speedup() -> None:
