@@ -3,7 +3,7 @@ scripted clock (no GPU, no real timing), reported with what each removed techniq
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import pytest
 import torch
