@@ -1,0 +1,43 @@
+"""Chapter 16: production inference, the fixes a profile of a Hugging Face-style server shows first.
+
+- varlen_unpadded_prefill: prompts padded to the longest with a causal + padding mask vs packed real tokens with
+  per-prompt causal attention.
+- last_token_logits_prefill: the LM head over every prompt position vs over the last position only (speed); its
+  memory twin last_token_logits_prefill_memory gates the peak.
+
+Each kernel module's header has the napkin math and the predicted H100 and H200 speedups; ``min_speedup`` here is
+the floor, about 70% of the low end of the prediction and never below 1.05.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kernels.ch16 import last_token_logits_prefill, last_token_logits_prefill_memory, varlen_unpadded_prefill
+from pytest_aiperf import Case
+
+LAST_TOKEN_SHAPES = dict(check_shapes=[(64, 2, 2, 9), (64, 1, 3, 1)],
+                         time_shapes=[(2048, 16, 16, 2048), (896, 24, 16, 2048)], dtypes=["bf16"])
+
+CASES = [
+    Case(name="varlen_unpadded_prefill", baseline=varlen_unpadded_prefill.baseline_padded_batch,
+         optimized=varlen_unpadded_prefill.optimized_packed_varlen, inputs=varlen_unpadded_prefill.inputs,
+         reference=varlen_unpadded_prefill.reference, work=varlen_unpadded_prefill.work,
+         workload=varlen_unpadded_prefill.workload,
+         check_shapes=[(64, 2, 3, 5, 17), (64, 2, 5, 8, 33), (64, 1, 1, 4, 9)],
+         time_shapes=[(2048, 16, 32, 512, 2048)], dtypes=["bf16"], min_speedup=1.75),
+    Case(name="last_token_logits_prefill", baseline=last_token_logits_prefill.baseline_every_position_head,
+         optimized=last_token_logits_prefill.optimized_last_position_head, inputs=last_token_logits_prefill.inputs,
+         reference=last_token_logits_prefill.reference, work=last_token_logits_prefill.work, min_speedup=1.05,
+         **LAST_TOKEN_SHAPES),
+    Case(name="last_token_logits_prefill_memory",
+         baseline=last_token_logits_prefill_memory.baseline_every_position_head,
+         optimized=last_token_logits_prefill_memory.optimized_last_position_head,
+         inputs=last_token_logits_prefill_memory.inputs, reference=last_token_logits_prefill_memory.reference,
+         work=last_token_logits_prefill_memory.work, goal="memory", min_speedup=2.4, **LAST_TOKEN_SHAPES),
+]
+
+
+@pytest.mark.perf_pair(*CASES)
+def test_optimized_arm_beats_baseline(pair, aiperf):
+    aiperf.run(pair)
