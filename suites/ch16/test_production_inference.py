@@ -4,6 +4,8 @@
   per-prompt causal attention.
 - last_token_logits_prefill: the LM head over every prompt position vs over the last position only (speed); its
   memory twin last_token_logits_prefill_memory gates the peak.
+- int8_weight_only_decode: a graphed bf16 decode step vs the same step with int8 per-channel weights in every linear
+  layer, dequantized in registers by a Triton GEMV.
 
 Each kernel module's header has the napkin math and the predicted H100 and H200 speedups; ``min_speedup`` here is
 the floor, about 70% of the low end of the prediction and never below 1.05.
@@ -13,7 +15,8 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.ch16 import last_token_logits_prefill, last_token_logits_prefill_memory, varlen_unpadded_prefill
+from kernels.ch16 import (int8_weight_only_decode, last_token_logits_prefill, last_token_logits_prefill_memory,
+                          varlen_unpadded_prefill)
 from pytest_aiperf import Case
 
 LAST_TOKEN_SHAPES = dict(check_shapes=[(64, 2, 2, 9), (64, 1, 3, 1)],
@@ -35,6 +38,11 @@ CASES = [
          optimized=last_token_logits_prefill_memory.optimized_last_position_head,
          inputs=last_token_logits_prefill_memory.inputs, reference=last_token_logits_prefill_memory.reference,
          work=last_token_logits_prefill_memory.work, goal="memory", min_speedup=2.4, **LAST_TOKEN_SHAPES),
+    Case(name="int8_weight_only_decode", baseline=int8_weight_only_decode.baseline_bf16_weights,
+         optimized=int8_weight_only_decode.optimized_int8_triton_gemv, inputs=int8_weight_only_decode.inputs,
+         work=int8_weight_only_decode.work, tolerance=int8_weight_only_decode.TOLERANCE,
+         check_shapes=[(64, 2, 1, 7), (64, 2, 3, 33)], time_shapes=[(2048, 16, 1, 1024), (2048, 16, 8, 1024)],
+         dtypes=["bf16"], min_speedup=1.05),
 ]
 
 
