@@ -6,6 +6,8 @@
   memory twin last_token_logits_prefill_memory gates the peak.
 - int8_weight_only_decode: a graphed bf16 decode step vs the same step with int8 per-channel weights in every linear
   layer, dequantized in registers by a Triton GEMV.
+- async_step_scheduling: a graphed decode loop whose host reads each step's tokens before launching the next vs
+  launching step n+1 first and processing step n's tokens while the GPU runs it.
 
 Each kernel module's header has the napkin math and the predicted H100 and H200 speedups; ``min_speedup`` here is
 the floor, about 70% of the low end of the prediction and never below 1.05.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.ch16 import (int8_weight_only_decode, last_token_logits_prefill, last_token_logits_prefill_memory,
+from kernels.ch16 import (async_step_scheduling, int8_weight_only_decode, last_token_logits_prefill, last_token_logits_prefill_memory,
                           varlen_unpadded_prefill)
 from pytest_aiperf import Case
 
@@ -42,6 +44,12 @@ CASES = [
          optimized=int8_weight_only_decode.optimized_int8_triton_gemv, inputs=int8_weight_only_decode.inputs,
          work=int8_weight_only_decode.work, tolerance=int8_weight_only_decode.TOLERANCE,
          check_shapes=[(64, 2, 1, 7), (64, 2, 3, 33)], time_shapes=[(2048, 16, 1, 1024), (2048, 16, 8, 1024)],
+         dtypes=["bf16"], min_speedup=1.05),
+    Case(name="async_step_scheduling", baseline=async_step_scheduling.baseline_synchronous_scheduling,
+         optimized=async_step_scheduling.optimized_one_step_ahead, inputs=async_step_scheduling.inputs,
+         token_reference=async_step_scheduling.token_reference, work=async_step_scheduling.work,
+         goal="throughput", host_dispatch="timed", cache="warm",
+         check_shapes=[(64, 2, 4, 5, 10), (64, 1, 3, 8, 6)], time_shapes=[(2048, 4, 256, 512, 128)],
          dtypes=["bf16"], min_speedup=1.05),
 ]
 
