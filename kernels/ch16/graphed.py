@@ -1,7 +1,7 @@
 """A model step captured once as a CUDA graph and replayed, with the same function run eagerly where there is no
 CUDA (the CPU checks): the step's pieces are the same code either way, so the CPU checks what the graph replays.
 
-``GraphedStep(fn, args)`` captures ``fn(*args)`` on a CUDA device (``kernels.ch12.capture``: a warm-up call on a side
+``GraphedStep(fn, args)`` captures ``fn(*args)`` when an argument is a CUDA tensor (or ``cuda=True``) (``kernels.ch12.capture``: a warm-up call on a side
 stream, then the capture), reading ``args`` at their addresses on every replay; ``step()`` replays it and returns
 the static outputs, which the next replay overwrites (clone what must survive it). Off CUDA, ``step()`` calls
 ``fn(*args)``.
@@ -17,10 +17,12 @@ from kernels.ch12.capture import capture
 
 
 class GraphedStep:
-    def __init__(self, fn: Callable[..., Any], args: Sequence[Any], pool: Any = None) -> None:
+    def __init__(self, fn: Callable[..., Any], args: Sequence[Any], pool: Any = None, cuda: bool | None = None) -> None:
         self.fn, self.args = fn, tuple(args)
         self.graph = self.out = None
-        if any(isinstance(a, torch.Tensor) and a.is_cuda for a in self.args):
+        if cuda is None:
+            cuda = any(isinstance(a, torch.Tensor) and a.is_cuda for a in self.args)
+        if cuda:
             self.graph, self.out = capture(fn, self.args, pool)
 
     @property

@@ -8,6 +8,8 @@
   layer, dequantized in registers by a Triton GEMV.
 - async_step_scheduling: a graphed decode loop whose host reads each step's tokens before launching the next vs
   launching step n+1 first and processing step n's tokens while the GPU runs it.
+- piecewise_cuda_graphs: the serving engine's mixed prefill + decode steps eager vs replayed as one graph per stretch
+  between attention calls, per padded token count, attention eager in between.
 
 Each kernel module's header has the napkin math and the predicted H100 and H200 speedups; ``min_speedup`` here is
 the floor, about 70% of the low end of the prediction and never below 1.05.
@@ -17,8 +19,9 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.ch16 import (async_step_scheduling, int8_weight_only_decode, last_token_logits_prefill, last_token_logits_prefill_memory,
-                          varlen_unpadded_prefill)
+from kernels.ch15.serving_arms import token_reference
+from kernels.ch16 import (async_step_scheduling, int8_weight_only_decode, last_token_logits_prefill,
+                          last_token_logits_prefill_memory, piecewise_cuda_graphs, varlen_unpadded_prefill)
 from pytest_aiperf import Case
 
 LAST_TOKEN_SHAPES = dict(check_shapes=[(64, 2, 2, 9), (64, 1, 3, 1)],
@@ -51,6 +54,12 @@ CASES = [
          goal="throughput", host_dispatch="timed", cache="warm",
          check_shapes=[(64, 2, 4, 5, 10), (64, 1, 3, 8, 6)], time_shapes=[(2048, 4, 256, 512, 128)],
          dtypes=["bf16"], min_speedup=1.05),
+    Case(name="piecewise_cuda_graphs", baseline=piecewise_cuda_graphs.baseline_eager_steps,
+         optimized=piecewise_cuda_graphs.optimized_piecewise_graphs, inputs=piecewise_cuda_graphs.inputs,
+         token_reference=token_reference, work=piecewise_cuda_graphs.work, goal="throughput",
+         host_dispatch="timed", cache="warm", budget_s=30,
+         check_shapes=[(64, 2, 6, 3, 16), (64, 1, 5, 2, 12)], time_shapes=[(2048, 4, 128, 32, 256)],
+         dtypes=["bf16"], min_speedup=1.25),
 ]
 
 
