@@ -4,6 +4,8 @@
   per-prompt causal attention.
 - last_token_logits_prefill: the LM head over every prompt position vs over the last position only (speed); its
   memory twin last_token_logits_prefill_memory gates the peak.
+- static_kv_cache_compile: transformers' generate with its dynamic cache, eager, vs the static cache with the decode
+  step compiled (reduce-overhead); skipped where transformers (the test extra) is not installed.
 - int8_weight_only_decode: a graphed bf16 decode step vs the same step with int8 per-channel weights in every linear
   layer, dequantized in registers by a Triton GEMV.
 - async_step_scheduling: a graphed decode loop whose host reads each step's tokens before launching the next vs
@@ -21,7 +23,8 @@ import pytest
 
 from kernels.ch15.serving_arms import token_reference
 from kernels.ch16 import (async_step_scheduling, int8_weight_only_decode, last_token_logits_prefill,
-                          last_token_logits_prefill_memory, piecewise_cuda_graphs, varlen_unpadded_prefill)
+                          last_token_logits_prefill_memory, piecewise_cuda_graphs, static_kv_cache_compile,
+                          varlen_unpadded_prefill)
 from pytest_aiperf import Case
 
 LAST_TOKEN_SHAPES = dict(check_shapes=[(64, 2, 2, 9), (64, 1, 3, 1)],
@@ -43,6 +46,12 @@ CASES = [
          optimized=last_token_logits_prefill_memory.optimized_last_position_head,
          inputs=last_token_logits_prefill_memory.inputs, reference=last_token_logits_prefill_memory.reference,
          work=last_token_logits_prefill_memory.work, goal="memory", min_speedup=2.4, **LAST_TOKEN_SHAPES),
+    Case(name="static_kv_cache_compile", baseline=static_kv_cache_compile.baseline_dynamic_cache_eager,
+         optimized=static_kv_cache_compile.optimized_static_cache_compiled, inputs=static_kv_cache_compile.inputs,
+         token_reference=static_kv_cache_compile.token_reference, work=static_kv_cache_compile.work,
+         host_dispatch="timed", cache="warm", budget_s=40,
+         check_shapes=[(64, 2, 3, 9, 8), (64, 1, 1, 5, 6)], time_shapes=[(2048, 16, 1, 128, 128), (2048, 16, 8, 128, 128)],
+         dtypes=["bf16"], min_speedup=2.8),
     Case(name="int8_weight_only_decode", baseline=int8_weight_only_decode.baseline_bf16_weights,
          optimized=int8_weight_only_decode.optimized_int8_triton_gemv, inputs=int8_weight_only_decode.inputs,
          work=int8_weight_only_decode.work, tolerance=int8_weight_only_decode.TOLERANCE,
