@@ -1,10 +1,10 @@
 """A model step captured once as a CUDA graph and replayed, with the same function run eagerly where there is no
 CUDA (the CPU checks): the step's pieces are the same code either way, so the CPU checks what the graph replays.
 
-``GraphedStep(fn, args)`` captures ``fn(*args)`` when an argument is a CUDA tensor (or ``cuda=True``) (``kernels.ch12.capture``: a warm-up call on a side
-stream, then the capture), reading ``args`` at their addresses on every replay; ``step()`` replays it and returns
-the static outputs, which the next replay overwrites (clone what must survive it). Off CUDA, ``step()`` calls
-``fn(*args)``.
+``GraphedStep(fn, args)`` captures ``fn(*args)`` when an argument is a CUDA tensor, or with ``cuda=True``
+(``kernels.ch12.capture``: a warm-up call on a side stream, then the capture), reading ``args`` at their addresses on
+every replay; ``step()`` replays it and returns the static outputs, which the next replay overwrites (clone what must
+survive it). Otherwise ``step()`` calls ``fn(*args)``.
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ def work(shape: tuple[int, ...], dtype: str) -> Work:
     hidden, layers, requests, max_batch, token_budget = shape
     cfg = config(hidden, layers)
     prompt, output = PROMPTS[hidden].median, OUTPUTS[hidden].median
-    flops = 2 * requests * (prompt + output) * layers * cfg.params_per_layer + 2 * requests * output * hidden * cfg.vocab
+    flops = 2 * requests * ((prompt + output) * layers * cfg.params_per_layer + output * hidden * cfg.vocab)
     weights = layers * cfg.params_per_layer + cfg.vocab * hidden
     steps = requests * output / max_batch
     return Work(bytes=float(torch_dtype(dtype).itemsize * weights * steps), flops=float(flops),
