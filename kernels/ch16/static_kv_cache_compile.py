@@ -10,9 +10,10 @@ documented recipe; gpt-fast's first step).
   ``StaticCache`` of prompt + N positions, runs the prefill eagerly and every decode step through
   ``torch.compile(model.__call__, mode="reduce-overhead")`` (Inductor fuses the elementwise work and CUDA graph trees
   replay the step: one launch path per step). The backend comes from ``kernels.compat.compile_backend()`` (CI:
-  "eager", which traces the same graph without Inductor or graphs), and ``_compile_all_devices`` lets ``generate``
-  compile on the CPU as well, so the CI checks the compiled path; transformers' own default would compile on CUDA
-  only, with the same settings.
+  "eager", which traces the same graph without Inductor or graphs), with ``fullgraph=True`` so a graph break fails
+  instead of splitting the step; ``_compile_all_devices`` lets ``generate`` compile on the CPU too, so the CI checks
+  the compiled path. transformers' default ``CompileConfig`` (used on CUDA when none is given) is the same Inductor
+  reduce-overhead compile without ``fullgraph``.
 - Mechanism: a decode step becomes one graph replay of fused kernels instead of hundreds of Python-dispatched
   launches, and the cache stops being re-allocated every step.
 
@@ -44,6 +45,7 @@ on a GPU.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -71,8 +73,12 @@ def require_transformers() -> None:
     pytest.importorskip("transformers", reason="transformers is not installed: pip install -e '.[test]'")
 
 
+@functools.lru_cache(maxsize=2)
 def hf_model(model: Decoder, positions: int) -> Any:
-    """A transformers ``LlamaForCausalLM`` of ``model``'s dimensions holding its weights (same dtype and device)."""
+    """A transformers ``LlamaForCausalLM`` of ``model``'s dimensions holding its weights (same dtype and device).
+    Kept per model (as ``served_model`` keeps the model per seed): ``generate`` compiles its decode step once per
+    model object, so the checks' repeated calls on one seed reuse the compiled step instead of recompiling it up to
+    Dynamo's recompile limit; both arms share it (``generate`` changes no weight)."""
     import transformers
 
     cfg = model.config
