@@ -4,10 +4,10 @@ async scheduling, one step ahead).
 
 - Both: a static batch of requests, prefilled outside the timed region, decoded greedily by one CUDA-graphed step
   (``kernels.ch16.graphed``) that runs the model, takes the argmax, writes it into the next step's token buffer and
-  advances the position, all on the device: the next step needs nothing from the host. Each request stops at its own
-  ``max_new`` tokens or at ``EOS``; the host's per-step work is what a server's output processor does per request:
-  append the token, detokenize it incrementally (a synthetic vocabulary of byte-pair pieces), check the stop
-  conditions, and mark the request finished.
+  advances the position, all on the device: the next step needs nothing from the host. The host's per-step work is
+  a server's output processing (``Output``, after vLLM's ``OutputProcessor``): per request, append the token,
+  detokenize it incrementally (a synthetic vocabulary of letter pieces), check the stop conditions (``EOS``, a stop
+  string in the text's tail, the request's token limit) and queue a streamed update.
 - Baseline: replay step n, ``.tolist()`` its tokens (the host waits for the GPU), process them, replay step n+1.
   The GPU idles while the host processes.
 - Optimized: replay step n+1 as soon as step n is launched; step n's tokens go to a pinned buffer by a non-blocking
@@ -26,12 +26,14 @@ Llama-3.2-1B layers, 256 requests of 512-token prompts, up to 128 new tokens eac
 
 Napkin math on an H100 SXM (3.0 TB/s measured copy), per step of the timing shape:
 - GPU: weights 4 x 60.8 M + 65.5 M (head) = 309 M parameters = 0.62 GB, the static cache read whole (256 x 640
-  positions x 8 KB) 1.34 GB: ~0.65 ms, plus ~150 small kernels in the replay (~0.2-0.35 ms): ~0.85-1.0 ms.
-- host: the replay launch (~10 us), the 256 tokens' readback (~20-40 us), and the output processing at ~1.2-2 us per
-  request in Python: ~0.35-0.55 ms.
-- baseline ~1.2-1.55 ms vs optimized ~0.85-1.0 ms per step: 1.25-1.55x. H200 (4.25 TB/s): the GPU step ~0.6-0.75 ms,
-  the host the same: 1.5-1.8x, more where the host is slower.
-- predicted speedup: 1.25-1.55x (H100), 1.5-1.8x (H200); floor ``min_speedup`` 1.05 (70% of 1.25 is 0.88).
+  positions x 8 KB) 1.34 GB: ~0.65 ms, plus ~150 small kernels in the replay (~35 per layer, counted with a dispatch
+  mode on the CPU; ~0.2-0.35 ms): ~0.85-1.0 ms.
+- host: ``Output.process`` measured 0.71-0.76 us per request and step on this project's CPU machine (Python 3.11,
+  256 requests: 0.18-0.19 ms a step), taken as 0.18-0.4 ms on a GPU host, plus the readback of 256 tokens and the
+  replay's launch (~0.04 ms): ~0.22-0.44 ms.
+- baseline ~1.07-1.44 ms vs optimized ~0.85-1.0 ms per step (max of the two): 1.2-1.5x. H200 (4.25 TB/s): the GPU
+  step ~0.6-0.75 ms, the host the same: 1.3-1.7x. More where the host is slower or the model smaller.
+- predicted speedup: 1.2-1.5x (H100), 1.3-1.7x (H200); floor ``min_speedup`` 1.05 (70% of 1.2 is 0.84).
 
 Checked: every request's tokens against the float64 teacher-forced reference (``token_reference``, near-tie rule).
 Not yet measured on a GPU.
@@ -51,6 +53,8 @@ from pytest_aiperf import Stateful, Work
 
 EOS = 2
 PAD = 0
+STOP_STRINGS = ("qxz", "jvq")
+TAIL = 8
 
 
 def vocabulary(size: int) -> list[str]:
@@ -75,26 +79,45 @@ def inputs(shape: tuple[int, ...], dtype: str, seed: int, device: Any) -> tuple[
 
 
 class Output:
-    """The host side of the loop: per request, its tokens, its detokenized text pieces and whether it finished."""
+    """The host side of the loop, what a server's output processor does per request and step (vLLM's
+    ``OutputProcessor``): append the token, detokenize it incrementally, check the stop conditions (``EOS``, a stop
+    string in the text's tail, the token limit) and queue a streamed update for the client."""
 
     def __init__(self, limits: list[int], pieces: list[str]) -> None:
         self.limits, self.pieces = limits, pieces
         self.tokens: list[list[int]] = [[] for _ in limits]
         self.text: list[list[str]] = [[] for _ in limits]
+        self.tails = [""] * len(limits)
+        self.stream: list[tuple[int, int, str, bool]] = []
         self.running = set(range(len(limits)))
 
     def process(self, sampled: list[int]) -> None:
-        """Append each running request's token, detokenize it, stop it at EOS or at its limit."""
+        """One step's tokens (one per request, finished requests' ignored)."""
         for r in sorted(self.running):
             token = sampled[r]
+            piece = self.pieces[token]
             self.tokens[r].append(token)
-            self.text[r].append(self.pieces[token])
-            if token == EOS or len(self.tokens[r]) >= self.limits[r]:
+            self.text[r].append(piece)
+            tail = (self.tails[r] + piece)[-TAIL:]
+            self.tails[r] = tail
+            done = token == EOS or any(stop in tail for stop in STOP_STRINGS) or len(self.tokens[r]) >= self.limits[r]
+            self.stream.append((r, token, piece, done))
+            if done:
                 self.running.discard(r)
 
     def padded(self) -> torch.Tensor:
         width = max(self.limits)
         return torch.tensor([row + [PAD] * (width - len(row)) for row in self.tokens], dtype=torch.long)
+
+
+def generated_count(row: list[int], limit: int, pieces: list[str]) -> int:
+    """How many of ``row``'s tokens a request keeps: the output processor's stop rules applied to them."""
+    out = Output([limit], pieces)
+    for token in row[:limit]:
+        if not out.running:
+            break
+        out.process([token])
+    return len(out.tokens[0])
 
 
 def _step(model: Decoder, token: torch.Tensor, cache: KVCache, pos: torch.Tensor) -> torch.Tensor:
@@ -165,16 +188,16 @@ optimized_one_step_ahead = Stateful(setup=setup, run=one_step_ahead_loop, reset=
 
 @torch.no_grad()
 def token_reference(prompts: torch.Tensor, limits: torch.Tensor, model: Decoder, tokens: torch.Tensor) -> torch.Tensor:
-    """Float64 teacher-forced logits (batch, longest limit, vocab) at each request's generated positions, up to its
-    limit or its first EOS; later positions hold a row whose only maximum is ``PAD``."""
+    """Float64 teacher-forced logits (batch, longest limit, vocab) at each request's generated positions, up to where
+    the output processor's stop rules end it; later positions hold a row whose only maximum is ``PAD``."""
     reference = model.as_dtype(torch.float64)
     tokens = tokens.to(prompts.device)
     width = int(limits.max())
     logits = torch.zeros(*tokens.shape, model.config.vocab, dtype=torch.float64, device=prompts.device)
     logits[..., PAD] = 1.0
+    pieces = vocabulary(model.config.vocab)
     for r, limit in enumerate(limits.tolist()):
-        stops = (tokens[r, :limit] == EOS).nonzero()
-        count = int(stops[0]) + 1 if stops.numel() else limit
+        count = generated_count(tokens[r].tolist(), limit, pieces)
         sequence = torch.cat((prompts[r], tokens[r, :count - 1]))[None]
         logits[r, :count] = reference(sequence)[0, prompts.shape[1] - 1:]
     return logits[:, :width]

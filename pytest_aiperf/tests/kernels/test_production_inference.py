@@ -102,16 +102,20 @@ def test_packed_prefill_attending_across_prompts_fails_the_check():
     assert "optimized" in fails_the_check(planted("varlen_unpadded_prefill", optimized=arm))
 
 
-def test_async_loop_stops_at_eos_like_the_synchronous_one(monkeypatch):
+@pytest.mark.parametrize("rule", ["eos", "stop-string"])
+def test_async_loop_stops_a_request_where_the_synchronous_one_does(monkeypatch, rule):
     inputs = async_step_scheduling.inputs((64, 2, 4, 5, 10), "fp32", 7, "cpu")
     free = async_step_scheduling.baseline_synchronous_scheduling(*inputs)
-    eos = int(free[1, 2])
-    monkeypatch.setattr(async_step_scheduling, "EOS", eos)
+    token = int(free[1, 2])
+    if rule == "eos":
+        monkeypatch.setattr(async_step_scheduling, "EOS", token)
+    else:
+        piece = async_step_scheduling.vocabulary(TINY.vocab)[token]
+        monkeypatch.setattr(async_step_scheduling, "STOP_STRINGS", (piece,))
     sync = async_step_scheduling.baseline_synchronous_scheduling(*inputs)
     ahead = async_step_scheduling.optimized_one_step_ahead(*inputs)
     assert torch.equal(sync, ahead)
-    stopped = (sync[1] == eos).nonzero()
-    assert stopped.numel() and (sync[1, int(stopped[0]) + 1:] == async_step_scheduling.PAD).all()
+    assert (sync[1, 3:] == async_step_scheduling.PAD).all() and not torch.equal(sync, free)
     verify(planted("async_step_scheduling"), "cpu", shapes=[(64, 2, 4, 5, 10)], seeds=[7])
 
 
