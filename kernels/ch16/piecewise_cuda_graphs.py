@@ -9,7 +9,7 @@ vllm-project/vllm#20451, which splits the model around attention).
   projection and MLP, then the next layer's norm, projections and RoPE) is one graph per bucket of padded token
   counts (8, 16, ... up to the token budget), captured when the arm is set up (a server's startup); the KV write and
   attention, whose shapes and block tables change every step, run eagerly between the replays.
-- Mechanism: ~40 of each layer's ~50 launches become part of one replay; the attention part keeps its ~8-20.
+- Mechanism: ~39 of each layer's ~45-56 launches become part of one replay; the attention part keeps its ~6-17.
 
 Both arms serve the same offline trace under ``ChunkedPrefill`` (every step carries the running decodes, then prefill
 chunks, within the token budget: the mixed steps of a production server) on the same paged pool, with the same
@@ -22,13 +22,17 @@ Shape ``(hidden, layers, requests, max_batch, token_budget)``: the serving prese
 prompts (median 256, sigma 0.8, 16-1024 tokens) and outputs (median 64, sigma 0.5, 8-128), at most 32 running, steps
 of at most 256 tokens, bf16.
 
-Napkin math on an H100 SXM (3.0 TB/s measured copy), per step (~300-350 steps, 32-256 tokens each):
-- eager: ~215 launches (4 x ~50 and ~15 around them) plus ~2-11 per prefill chunk per layer, at 15.5-21 us:
-  ~3.3-4.5 ms, and prepare's host work ~0.2-0.5 ms; the GPU work (0.62 GB of weights, 0.16 TFLOP at 256 tokens)
+Napkin math on an H100 SXM (3.0 TB/s measured copy), per step (~300-350 steps, 32-256 tokens each). Launch counts
+were counted with a dispatch mode on the CPU (TINY, four layers; view ops excluded): the pieces hold 157 kernels
+(~39 per layer, including the copies into the static buffers); what stays eager per layer is the two KV writes, the
+paged decode kernel (1-2 Triton launches) and its copy out, and the copy into the attention buffer (~6), plus ~2 per
+prefill chunk starting at 0 and ~9 per chunk continuing after cached tokens (page gather, mask, SDPA, copy).
+- eager: ~4 x (39 + 6-17) + ~15 (prepare's copies, embedding, head, argmax) = ~195-240 launches at 15.5-21 us:
+  ~3.0-5.0 ms, and prepare's host work ~0.2-0.5 ms; the GPU work (0.62 GB of weights, 0.16 TFLOP at 256 tokens)
   is ~0.5 ms and hides under the dispatch.
-- piecewise: 5 replays (~10-15 us of host each), per layer the KV write, attention and the copy out (~8-20 launches),
-  the head and sampling (~4): ~40-90 launches = ~0.6-1.9 ms, plus prepare: ~0.8-2.4 ms, above the GPU's ~0.5-0.6 ms
-  (the padded rows add < 10% at the mean bucket).
+- piecewise: 5 replays (~10-15 us of host each), 4 x 6-17 eager launches and ~15 around them: ~40-85 launches =
+  ~0.7-1.8 ms, plus prepare: ~0.9-2.3 ms, above the GPU's ~0.5-0.6 ms (the padded rows add < 10% at the mean
+  bucket).
 - predicted throughput: 1.8-3.5x (H100); H200 (4.25 TB/s) the same, both arms host-bound: 1.8-3.5x. Floor
   ``min_speedup`` 1.25 (70% of 1.8).
 
