@@ -6,9 +6,11 @@ Padded. Prompts are left-padded to the longest, as HF pads decoder-only prompts 
 ids count its real tokens only (HF's ``attention_mask.cumsum(-1) - 1``), and attention gets one boolean mask
 ``[batch, 1, longest, longest]``: causal and not a pad key. A pad query also sees itself, so its row of the softmax
 is never empty (HF unmasks such rows for the same reason); pad rows compute throwaway values and every real token's
-output is exactly that of its prompt alone. Every linear layer, norm and MLP runs over batch x longest rows, and
-SDPA with an arbitrary mask cannot use FlashAttention: on CUDA it runs the memory-efficient kernel over every
-(query, key) tile of the rectangle.
+output is exactly that of its prompt alone. Every linear layer, norm and MLP runs over batch x longest rows. The KV
+heads are repeated for their query groups first (HF's ``repeat_kv``: transformers passes ``enable_gqa`` to SDPA
+only without a mask, as a mask with ``enable_gqa`` falls back to the math kernel on CUDA), then SDPA with the mask,
+which FlashAttention does not take: on CUDA the memory-efficient kernel runs every (query, key) tile of the
+rectangle.
 
 Packed. The prompts' tokens are concatenated; linear layers, norms and the MLP run over the real tokens only, RoPE
 takes each token's position in its own prompt, and attention runs per prompt, causal over its own keys
@@ -76,10 +78,18 @@ def padded_last_hidden(model: Decoder, ids: torch.Tensor, lengths: Sequence[int]
         k = attn.k_proj(h).view(rows, longest, cfg.kv_heads, cfg.head_dim).transpose(1, 2)
         v = attn.v_proj(h).view(rows, longest, cfg.kv_heads, cfg.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, k, cos, sin)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        k, v = repeat_kv(k, cfg.group_size), repeat_kv(v, cfg.group_size)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + attn.o_proj(out.transpose(1, 2).reshape(rows, longest, cfg.q_width))
         x = x + layer.mlp(layer.post_attention_layernorm(x))
     return model.norm(x[:, -1])
+
+
+def repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """HF's ``repeat_kv``: (batch, kv_heads, seq, head_dim) -> (batch, kv_heads x groups, seq, head_dim), each KV
+    head repeated for its query heads."""
+    batch, kv_heads, seq, head_dim = x.shape
+    return x[:, :, None].expand(batch, kv_heads, groups, seq, head_dim).reshape(batch, kv_heads * groups, seq, head_dim)
 
 
 def packed_positions(lengths: Sequence[int], device: Any) -> torch.Tensor:

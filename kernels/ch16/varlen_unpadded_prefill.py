@@ -2,10 +2,13 @@
 into one row of real tokens with per-prompt attention (vLLM's flattened batch, FlashAttention's ``cu_seqlens``).
 
 - Baseline: ``kernels.ch16.prefill.padded_last_hidden``: the prompts left-padded to the longest, HF's position ids
-  and a boolean ``[batch, 1, longest, longest]`` causal + padding mask. Every projection, norm and MLP runs over
-  batch x longest rows, and SDPA with an arbitrary mask runs the memory-efficient kernel over the whole rectangle.
+  and a boolean ``[batch, 1, longest, longest]`` causal + padding mask; the KV heads repeated per query group
+  (``repeat_kv``, as transformers does whenever it passes a mask). Every projection, norm and MLP runs over batch x
+  longest rows, and SDPA with an arbitrary mask runs the memory-efficient kernel over the whole rectangle.
 - Optimized: ``packed_last_hidden``: the real tokens only, in one packed row, each prompt's attention causal over
-  its own keys (FlashAttention, which skips the upper triangle).
+  its own keys (FlashAttention with ``enable_gqa``, which skips the upper triangle), one SDPA call per prompt and
+  layer. ``torch.nn.attention.varlen.varlen_attn`` (2.10+) would take all prompts in one call through
+  ``cu_seqlens``; its signature on the GPU machine's torch 2.11 is unverified, so the arm keeps per-prompt SDPA.
 - Mechanism: the padded fraction of the batch is not computed at all, and attention does half the work of the real
   tokens' square instead of the padded rectangle's.
 - Both: the LM head over each prompt's last token; its logits (fp32) are the output (the TTFT part of a prefill).
@@ -24,9 +27,10 @@ Napkin math on an H100 SXM (bf16 GEMMs ~700 TFLOP/s, 3.0 TB/s measured copy), at
 - eager elementwise traffic (norms with their fp32 upcast, RoPE, SwiGLU, residual adds; ``kernels/ch14``'s count,
   ~305 KB per token per layer): 320 GB = ~107 ms vs 103 GB = ~34 ms.
 - attention: the masked rectangle, 4 x 32 x 32 x 2048^2 x 64 x 16 layers = 17.6 TFLOP at ~300 TFLOP/s for the
-  memory-efficient kernel = ~59 ms, plus its mask tiles read per head (up to 69 GB, ~23 ms); packed causal flash
-  over sum(L_i^2) ~ 21.7 M: 1.4 TFLOP = ~3 ms (512 small launches, hidden under the GPU-bound work).
-- total ~372 ms vs ~96 ms: ~3.9x at padding 0.66, ~2.7x at 0.52. H200 (4.25 TB/s; the same GEMM rate): ~329 vs
+  memory-efficient kernel = ~59 ms, plus its mask tiles read per head (up to 69 GB, ~23 ms) and ``repeat_kv``'s
+  copies (4x the K and V of the rectangle, 8.6 GB written and read, ~6 ms); packed causal flash over sum(L_i^2)
+  ~ 21.7 M: 1.4 TFLOP = ~3 ms (512 small launches, hidden under the GPU-bound work).
+- total ~378 ms vs ~96 ms: ~3.9x at padding 0.66, ~2.7x at 0.52. H200 (4.25 TB/s; the same GEMM rate): ~333 vs
   ~86 ms, the same ratios within 5%.
 - predicted speedup: 2.5-4x on both (it follows the padding fraction); floor ``min_speedup`` 1.75 (70% of 2.5).
 
