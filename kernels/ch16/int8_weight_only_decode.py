@@ -58,7 +58,8 @@ from pytest_aiperf import Stateful, Tolerance, Work
 TOLERANCE = Tolerance(rel=0.1, reason="int8 per-output-channel weights (scale = row max / 127) in every linear layer "
                                      "and the LM head: measured in float64 emulation 2.6% (1 layer), 3.2-3.5% (2), "
                                      "4.1-4.3% (4 layers) relative logit error at Llama-3.2-1B's width, 1.3-2.3% at "
-                                     "the TINY check shapes; 16 layers extrapolated to below 10%")
+                                     "the TINY check shapes; growing with depth, 16 layers not measured (no room for a "
+                                     "float64 copy on the CPU machine): the bound is ~2x the 4-layer error")
 
 
 def inputs(shape: tuple[int, ...], dtype: str, seed: int, device: Any) -> tuple[torch.Tensor, ...]:

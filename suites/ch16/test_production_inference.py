@@ -13,6 +13,12 @@
 - piecewise_cuda_graphs: the serving engine's mixed prefill + decode steps eager vs replayed as one graph per stretch
   between attention calls, per padded token count, attention eager in between.
 
+The token-producing cases (static_kv_cache_compile, async_step_scheduling, piecewise_cuda_graphs) check every
+request's tokens, in both arms, against the float64 teacher-forced reference with the near-tie rule
+(``pytest_aiperf.tokens``); the others check logits. CUDA graphs (int8_weight_only_decode, async_step_scheduling,
+piecewise_cuda_graphs) are captured on a GPU; off CUDA the same pieces run eagerly (``kernels/ch16/graphed.py``), so
+the CPU checks the function the graphs replay.
+
 Each kernel module's header has the napkin math and the predicted H100 and H200 speedups; ``min_speedup`` here is
 the floor, about 70% of the low end of the prediction and never below 1.05.
 """
