@@ -18,11 +18,10 @@ shapes (2048, 16, 1, 1024) and (2048, 16, 8, 1024): the whole Llama-3.2-1B (tied
 int8 copy) at position 1024, bf16.
 
 Error (measured in float64 emulation on the CPU: the float64 model with the int8 weights q x scale against the
-float64 model, relative L2 error of the logits): Llama-3.2-1B's width with its full head, 1 layer 2.6%, 2 layers
-3.2-3.5% (batch 1 and 8, position 64, two seeds), 4 layers 4.1-4.3% (batch 1 and 4, position 16); the TINY check
-shapes 1.3-2.3%; the bf16 baseline itself 0.7-1.3%. The error grows with depth and the timing shape's 16 layers do
-not fit a float64 copy in the CPU machine's memory, so ``Tolerance(rel=0.1)`` extrapolates (about twice the 4-layer
-error).
+float64 model with the bf16 arm's weights, relative L2 error of the logits): the whole Llama-3.2-1B (16 layers, full
+head) 6.5-6.6% (batch 1 and 8, position 16, two seeds); its first 8 layers 5.2%, 4 layers 4.1-4.3%, 2 layers
+3.2-3.5%, 1 layer 2.6%; the TINY check shapes 1.3-2.3%; the bf16 baseline itself 0.7-1.3%. Declared
+``Tolerance(rel=0.1)``: ~1.5x the timing depth's error.
 
 Napkin math on an H100 SXM (3.0 TB/s measured copy), per step:
 - weights: 16 x 60.8 M + 262.7 M (head) = 1.236 G parameters: bf16 2.47 GB = ~0.82 ms; int8 1.24 GB (+ 2 MB of
@@ -56,10 +55,9 @@ from kernels.llm import KVCache
 from pytest_aiperf import Stateful, Tolerance, Work
 
 TOLERANCE = Tolerance(rel=0.1, reason="int8 per-output-channel weights (scale = row max / 127) in every linear layer "
-                                     "and the LM head: measured in float64 emulation 2.6% (1 layer), 3.2-3.5% (2), "
-                                     "4.1-4.3% (4 layers) relative logit error at Llama-3.2-1B's width, 1.3-2.3% at "
-                                     "the TINY check shapes; growing with depth, 16 layers not measured (no room for a "
-                                     "float64 copy on the CPU machine): the bound is ~2x the 4-layer error")
+                                     "and the LM head: measured in float64 emulation 6.5-6.6% relative logit error "
+                                     "for the whole Llama-3.2-1B (16 layers, batch 1 and 8), 2.6-5.2% for 1-8 of its "
+                                     "layers, 1.3-2.3% at the TINY check shapes")
 
 
 def inputs(shape: tuple[int, ...], dtype: str, seed: int, device: Any) -> tuple[torch.Tensor, ...]:
