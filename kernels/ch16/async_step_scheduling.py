@@ -13,15 +13,16 @@ async scheduling, one step ahead).
 - Optimized: replay step n+1 as soon as step n is launched; step n's tokens go to a pinned buffer by a non-blocking
   copy and an event; the host processes them while the GPU runs step n+1. A request that stops at step n has one
   more token computed (step n+1 was already launched), which is discarded, as the baseline discards the rows of
-  finished requests in its static batch; where every request stops on ``EOS`` before ``max_new``, the optimized arm
-  runs one more step than the baseline.
+  finished requests in its static batch; where the last requests all stop on ``EOS`` or a stop string before their
+  limits, the optimized arm runs one more step than the baseline (it launches no step that the limits, known on the
+  host, say nobody needs).
 - Mechanism: per step, max(GPU, host) instead of GPU + host.
 
 Off CUDA the step runs eagerly and the copies are synchronous: the same tokens, no overlap.
 
 Shape ``(hidden, layers, batch, prompt_len, max_new)``: the serving preset of ``kernels/ch15/serving_arms.py`` (64:
-TINY; 2048: Llama-3.2-1B's layers with a 32000-token vocabulary) with ``layers`` layers; request r stops after
-``max_new[r]`` tokens, drawn uniformly from max_new/2..max_new (seeded). Timing shape (2048, 4, 256, 512, 128): four
+TINY; 2048: Llama-3.2-1B's layers with a 32000-token vocabulary) with ``layers`` layers; request r generates at most
+``max_new[r]`` tokens (its limit), drawn uniformly from max_new/2..max_new (seeded). Timing shape (2048, 4, 256, 512, 128): four
 Llama-3.2-1B layers, 256 requests of 512-token prompts, up to 128 new tokens each, bf16.
 
 Napkin math on an H100 SXM (3.0 TB/s measured copy), per step of the timing shape:

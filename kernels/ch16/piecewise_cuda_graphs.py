@@ -9,7 +9,7 @@ vllm-project/vllm#20451, which splits the model around attention).
   projection and MLP, then the next layer's norm, projections and RoPE) is one graph per bucket of padded token
   counts (8, 16, ... up to the token budget), captured when the arm is set up (a server's startup); the KV write and
   attention, whose shapes and block tables change every step, run eagerly between the replays.
-- Mechanism: ~39 of each layer's ~45-56 launches become part of one replay; the attention part keeps its ~6-17.
+- Mechanism: ~34 of each layer's ~40-50 launches become part of one replay; the attention part keeps its ~6-17.
 
 Both arms serve the same offline trace under ``ChunkedPrefill`` (every step carries the running decodes, then prefill
 chunks, within the token budget: the mixed steps of a production server) on the same paged pool, with the same
@@ -24,11 +24,13 @@ of at most 256 tokens, bf16.
 
 Napkin math on an H100 SXM (3.0 TB/s measured copy), per step (~300-350 steps, 32-256 tokens each). Launch counts
 were counted with a dispatch mode on the CPU (TINY, four layers; view ops excluded): the pieces hold 157 kernels
-(~39 per layer, including the copies into the static buffers); what stays eager per layer is the two KV writes, the
-paged decode kernel (1-2 Triton launches) and its copy out, and the copy into the attention buffer (~6), plus ~2 per
-prefill chunk starting at 0 and ~9 per chunk continuing after cached tokens (page gather, mask, SDPA, copy).
-- eager: ~4 x (39 + 6-17) + ~15 (prepare's copies, embedding, head, argmax) = ~195-240 launches at 15.5-21 us:
-  ~3.0-5.0 ms, and prepare's host work ~0.2-0.5 ms; the GPU work (0.62 GB of weights, 0.16 TFLOP at 256 tokens)
+(~39 per layer, copies into their static buffers included), and the whole piecewise step runs 22 kernels more than
+the eager one (those copies), so the eager step spends ~34 per layer on the same work. What stays eager per layer
+is the two KV writes, the paged decode kernel (1-2 Triton launches) and its copy out, and the copy into the
+attention buffer (~6), plus ~2 per prefill chunk starting at 0 and ~9 per chunk continuing after cached tokens
+(page gather, mask, SDPA, copy).
+- eager: ~4 x (34 + 6-17) + ~15 (prepare's copies, head, argmax) = ~175-220 launches at 15.5-21 us: ~2.7-4.6 ms,
+  and prepare's host work ~0.2-0.5 ms; the GPU work (0.62 GB of weights, 0.16 TFLOP at 256 tokens)
   is ~0.5 ms and hides under the dispatch.
 - piecewise: 5 replays (~10-15 us of host each), 4 x 6-17 eager launches and ~15 around them: ~40-85 launches =
   ~0.7-1.8 ms, plus prepare: ~0.9-2.3 ms, above the GPU's ~0.5-0.6 ms (the padded rows add < 10% at the mean
