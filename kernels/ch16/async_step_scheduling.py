@@ -22,8 +22,9 @@ Off CUDA the step runs eagerly and the copies are synchronous: the same tokens, 
 
 Shape ``(hidden, layers, batch, prompt_len, max_new)``: the serving preset of ``kernels/ch15/serving_arms.py`` (64:
 TINY; 2048: Llama-3.2-1B's layers with a 32000-token vocabulary) with ``layers`` layers; request r generates at most
-``max_new[r]`` tokens (its limit), drawn uniformly from max_new/2..max_new (seeded). Timing shape (2048, 4, 256, 512, 128): four
-Llama-3.2-1B layers, 256 requests of 512-token prompts, up to 128 new tokens each, bf16.
+``max_new[r]`` tokens (its limit), drawn uniformly from max_new/2..max_new (seeded). Timing shape
+(2048, 4, 256, 512, 128): four Llama-3.2-1B layers, 256 requests of 512-token prompts, up to 128 new tokens each,
+bf16.
 
 Napkin math on an H100 SXM (3.0 TB/s measured copy), per step of the timing shape:
 - GPU: weights 4 x 60.8 M + 65.5 M (head) = 309 M parameters = 0.62 GB, the static cache read whole (256 x 640

@@ -31,8 +31,8 @@ Napkin math on an H100 SXM (3.0 TB/s measured copy), per step:
 - the rest: ~35 small kernels per layer (counted with a dispatch mode on the CPU, view ops excluded: RMSNorm's fp32
   upcast steps, rotate-half RoPE, the cache writes, the mask, SDPA, residual adds, SiLU) stay as they are under the
   graph: ~560 kernels at ~1.3-2.9 us each in a replay (``kernels/ch12``'s measured replay: ~2.9 us per kernel,
-  its GEMVs included) = ~0.7-1.6 ms, the same in both arms. At batch 8 the int8 kernel does 8 fp32 multiply-adds per weight byte on the CUDA cores (~10 G FMA =
-  ~0.3 ms at 33 T FMA/s), hidden under its loads if pipelined.
+  its GEMVs included) = ~0.7-1.6 ms, the same in both arms. At batch 8 the int8 kernel does 8 fp32 multiply-adds
+  per weight byte on the CUDA cores (~10 G FMA = ~0.3 ms at 33 T FMA/s), hidden under its loads if pipelined.
 - batch 1: ~1.5-2.4 ms vs ~1.2-2.2 ms, 1.12-1.28x; batch 8: 1.1-1.2x. H200 (4.25 TB/s): the byte part shrinks 30%,
   the kernel floor does not: 1.1-1.22x. Compiling the step (Inductor fuses the small kernels) would move the ratio
   toward the byte ratio, ~1.5-1.7x (gpt-fast); this pair changes only the linear layers.
