@@ -45,16 +45,20 @@ class Served(NamedTuple):
 
 def serve(trace: Trace, model: Decoder, pool: KVPool, scheduler: Scheduler, *,
           prefix: BlockHashCache | RadixCache | None = None, attention: str = "paged",
-          splits: int | None = None) -> Served:
+          splits: int | None = None, engine: Engine | None = None) -> Served:
     """Serve every request of ``trace`` with ``model`` on ``pool`` under ``scheduler`` (and ``prefix``, a cache on
-    ``pool``); ``attention`` picks the decode attention ("paged": the Triton kernel, "gather": gather + SDPA). The
+    ``pool``); ``attention`` picks the decode attention ("paged": the Triton kernel, "gather": gather + SDPA), or
+    ``engine`` gives the model step itself (an ``Engine`` of ``model`` on ``pool``, e.g. one that replays graphs). The
     pool and the cache keep what the run leaves (free blocks, cached prefixes): reset both between timed runs. The
     pool's peaks restart at its holdings when the run begins, so ``stats`` reports this run's."""
     if prefix is not None and (not isinstance(pool, PagedPool) or prefix.pool is not pool):
         raise ValueError("a prefix cache works on the paged pool it was built on")
     if prefix is not None and isinstance(scheduler, StaticBatching):
         raise ValueError("static batching reserves whole batches up front and takes no prefix cache")
-    engine = Engine(model, pool, attention, splits)
+    if engine is None:
+        engine = Engine(model, pool, attention, splits)
+    elif engine.model is not model or engine.pool is not pool:
+        raise ValueError("the engine given to serve must run the served model on the served pool")
     stats = ServeStats(requests=len(trace), prompt_tokens=trace.prompt_tokens, output_tokens=trace.output_tokens,
                        kv_capacity_bytes=pool.capacity_bytes)
     state = ServeState(pool, prefix, stats)
