@@ -5,7 +5,11 @@ eager baseline that chapters 13-20 optimize.
 - RoPE is rotate-half (``q * cos + rotate_half(q) * sin``) with cos/sin tables for ``max_positions`` positions,
   computed in float64 and stored in the model's dtype (what HF's fp32 tables cast to the activations' dtype give).
 - Attention projects q/k/v (Qwen2 adds biases), applies RoPE, and calls ``F.scaled_dot_product_attention`` with
-  ``enable_gqa=True``, so the KV heads are never repeated in memory; then the output projection.
+  ``enable_gqa=True``, so the KV heads are never repeated in memory; then the output projection. Where a mask is
+  needed (a static cache read at a tensor position, a chunk after cached tokens), SDPA with a mask and
+  ``enable_gqa`` runs only its math kernel on CUDA (transformers repeats the KV heads there instead), so each KV
+  head's query heads become rows of one query against that head's keys, the mask repeated per row: the same
+  attention, through SDPA's memory-efficient kernel, with no copy of the cache.
 - The MLP is SwiGLU: ``down(silu(gate(x)) * up(x))``; each layer is pre-norm with two residual adds; a final norm and
   the LM head (the embedding's weight when tied) close the stack.
 
@@ -102,7 +106,12 @@ class Attention(nn.Module):
             cache.values.index_copy_(2, cache.write_index, v)
             k, v = cache.keys[:, :, :cache.kv_len], cache.values[:, :, :cache.kv_len]
             mask, is_causal = cache.mask, cache.is_causal
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=True)
+        if mask is None or self.kv_heads == self.heads:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=True)
+        else:  # each KV head's query heads as rows of one query (SDPA with a mask and enable_gqa takes the math path)
+            group = self.heads // self.kv_heads
+            rows = q.reshape(batch, self.kv_heads, group * seq, self.head_dim)
+            out = F.scaled_dot_product_attention(rows, k, v, attn_mask=mask.repeat(group, 1)).view(q.shape)
         return self.o_proj(out.transpose(1, 2).reshape(batch, seq, self.heads * self.head_dim))
 
 
