@@ -195,6 +195,22 @@ def verify(param: CaseParam, device: str, shapes: Sequence[Sequence[int]] | None
     return report
 
 
+def widened(param: CaseParam, device: str) -> CheckReport | None:
+    """A token case in bf16 or fp16 checked again in fp32 on a machine without a GPU (None for another case): the
+    near-tie band of a 16-bit dtype stops most of the CPU's comparisons after a few positions (the small check
+    models' top logits lie close), while fp32's resolves nearly every one, so a token dropped or taken from a draft
+    late in a sequence is caught."""
+    if param.case.token_reference is None or param.dtype not in ("bf16", "fp16"):
+        return None
+    return verify(CaseParam(param.case, param.shape, "fp32", param.world), device)
+
+
+def coverage(report: CheckReport) -> str:
+    """The token positions the optimized arm's comparisons covered, as a phrase ("" for a case without tokens)."""
+    found = report.tokens.get("optimized")
+    return f"tokens compared at {found['compared']} of {found['positions']} positions" if found else ""
+
+
 def _check_one(param: CaseParam, shape: tuple[int, ...], seed: int, device: str, report: CheckReport) -> None:
     """One shape and seed: the baseline against the reference, then the optimized arm and every ablation arm
     (``Case.ablations``) against it by the same rule."""

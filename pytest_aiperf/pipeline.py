@@ -120,10 +120,13 @@ class Measurer:
         gate = gate_for(expected, case.min_speedup, case.known_loss)
         check = checks.verify(param, on)
         if backend is None:
+            wide = checks.widened(param, on)
             raise Skip(f"timing skipped: no CUDA device. Correctness verified on {on}: {len(check.seeds)} seeds x "
                        f"{len(check.shapes)} shapes, max relative error {check.err_optimized:.2g} "
                        f"(baseline {check.err_baseline:.2g})"
-                       f"{f'; {len(check.ablations)} ablation arms checked too' if check.ablations else ''}")
+                       f"{f'; {len(check.ablations)} ablation arms checked too' if check.ablations else ''}"
+                       f"{f'; {checks.coverage(check)}' if check.tokens else ''}"
+                       f"{f', and again in fp32: {checks.coverage(wide)}' if wide else ''}")
         seed = param.seeds(1)[0]
         inputs = list(case.inputs(param.shape, param.dtype, seed, on))
         plan = self._timing(param, backend, inputs, on)

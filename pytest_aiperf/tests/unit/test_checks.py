@@ -82,3 +82,28 @@ def test_a_case_whose_only_output_is_tokens_never_runs_its_reference() -> None:
                 reference=costly_reference, token_reference=lambda logits, tokens: logits,
                 check_shapes=[(3, 5, 11)], time_shapes=[(8, 64, 512)])
     assert verify(case.params()[0], "cpu").tokens["baseline"]["positions"] == 45
+
+
+def test_on_the_cpu_a_bf16_token_case_is_checked_again_in_fp32_where_a_late_wrong_token_shows() -> None:
+    from pytest_aiperf.checks import coverage, torch_dtype, widened
+
+    def noisy(shape, dtype, seed, device):  # logits whose top two lie 1% of their rms apart: a bf16 near-tie
+        g = torch.Generator().manual_seed(seed)
+        requests, positions, vocab = shape
+        logits = torch.randn(requests, positions, vocab, generator=g)
+        logits[..., 0] = logits.max(-1).values + 0.01
+        return (logits.to(torch_dtype(dtype)),)
+
+    def last_token_wrong(logits):
+        tokens = logits.argmax(-1)
+        tokens[:, -1] = (tokens[:, -1] + 1) % logits.shape[-1]
+        return tokens
+
+    case = Case(name="greedy_tokens", baseline=greedy, optimized=last_token_wrong, inputs=noisy,
+                token_reference=lambda logits, tokens: logits, check_shapes=[(3, 5, 11)], time_shapes=[(8, 64, 512)],
+                dtypes=["bf16"])
+    narrow = verify(case.params()[0], "cpu")  # every request stops at a near-tie before its wrong last token
+    assert narrow.tokens["optimized"]["near_ties"] == 9 and coverage(narrow).endswith("of 45 positions")
+    with pytest.raises(CorrectnessError, match=r"optimized diverges .* at position 4"):
+        widened(case.params()[0], "cpu")
+    assert widened(token_param(greedy), "cpu") is None  # already fp32
