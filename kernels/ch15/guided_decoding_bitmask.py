@@ -154,8 +154,8 @@ def _host_setup(prompts: torch.Tensor, model: Decoder, plan: Generation) -> Deco
 
 def _device_setup(prompts: torch.Tensor, model: Decoder, plan: Generation) -> Decoding:
     device = model.device
-    tables = {"packed": torch.from_numpy(plan.grammar.packed).to(device),
-              "next_state": torch.from_numpy(plan.grammar.next_state).long().to(device),
+    tables = {"packed": torch.tensor(plan.grammar.packed, device=device),  # copies: the grammar is shared
+              "next_state": torch.tensor(plan.grammar.next_state, dtype=torch.long, device=device),
               "tokens": _pinned((plan.new_tokens, prompts.shape[0]), torch.long, device)}
     return Decoding(prompts, model, plan, _cache(prompts, model, plan), tables)
 
