@@ -1,11 +1,13 @@
-"""Repository root for pytest (the plugin itself loads through its `pytest11` entry point, named aiperf): checks the
-plugin is loaded, and sets the intra-op threads of a machine without a GPU."""
+"""Repository root for pytest (the plugin itself loads through its `pytest11` entry point, named aiperf, or with
+`-p pytest_aiperf.plugin` where it is not installed, as on a GPU machine that installs nothing): checks the plugin
+is loaded, and sets the intra-op threads of a machine without a GPU."""
 
 import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if not config.pluginmanager.has_plugin("aiperf"):
+    manager = config.pluginmanager
+    if not (manager.has_plugin("aiperf") or manager.has_plugin("pytest_aiperf.plugin")):  # entry point, or -p by module
         raise pytest.UsageError("this repository's suites and tests need the pytest-aiperf plugin, which is not "
                                 "loaded: install it (pip install -e .) and do not disable it (-p no:aiperf)")
 
