@@ -39,7 +39,11 @@ CASES = [
          optimized=sync_free_training_loop.optimized_device_side_loop, inputs=sync_free_training_loop.inputs,
          reference=sync_free_training_loop.reference, host_dispatch="timed",
          check_shapes=[(64, 1, 2, 8, 3), (64, 2, 1, 17, 3)], time_shapes=[(896, 24, 4, 512, 10)],
-         dtypes=["bf16"], min_speedup=1.05, budget_s=30),
+         dtypes=["bf16"], min_speedup=1.05, budget_s=30,
+         tolerance=Tolerance(rel=5e-2, reason="ten bf16 AdamW steps of Qwen2.5-0.5B compound rounding: the baseline "
+                                              "measured 3.01e-2 against float64 at the timing shape on an H100 "
+                                              "(2026-12-05; output #36, a weight after the tenth step), past bf16's "
+                                              "3e-2; both arms run the same arithmetic")),
     Case(name="fused_adamw", baseline=fused_adamw.baseline_foreach_adamw, optimized=fused_adamw.optimized_fused_adamw,
          inputs=fused_adamw.inputs, work=fused_adamw.work, check_shapes=[(64, 1), (64, 2), (64, 3)],
          time_shapes=[(896, 24)], dtypes=["fp32"], min_speedup=1.7),
