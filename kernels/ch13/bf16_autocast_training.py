@@ -43,7 +43,8 @@ relative error: 1.2e-2 for one Llama-3.2-1B layer with its head at 1 x 64 tokens
 baseline's TF32 GEMMs (2^-11) should err ~8x less, about the tf32 bound of 3e-3 at this depth; the declared
 tolerance covers it too.
 
-Not yet measured on a GPU.
+Measured once on an H100 (2026-12-05, a first smoke run: one process, --aiperf-budget=1.5; not a recording):
+2048x4x2x2048: 89.6 ms -> 42.1 ms, 2.13x [2.01, 2.14].
 """
 
 from __future__ import annotations

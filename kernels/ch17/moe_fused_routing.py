@@ -30,7 +30,8 @@ Napkin math on an H100 SXM (launch ~5-15 us eager, a sync ~10-20 us; H200 the sa
 Precision: the weights are fp32 softmaxes over the same logits (within ~1e-7 relative of each other); the default
 fp32 bound holds.
 
-Not yet measured on a GPU.
+Measured once on an H200 (2026-12-05, a first smoke run: one process, --aiperf-budget=1.5; not a recording):
+4096x128x8: 252 us -> 137 us, 1.83x [1.80, 1.87]; 64x128x8: 229 us -> 97 us, 2.36x [2.33, 2.49].
 """
 
 from __future__ import annotations

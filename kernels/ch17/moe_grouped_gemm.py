@@ -44,7 +44,9 @@ Napkin math on an H100 SXM (3.0 TB/s measured copy, bf16 GEMMs ~600-700 TFLOP/s 
 Precision: both arms compute in bf16 with fp32 accumulation; the default bf16 bound holds. Risk: a torch whose
 ``_grouped_mm`` refuses these layouts on the GPU makes the optimized arm raise (``grouped_mm``), never fall back.
 
-Not yet measured on a GPU.
+Measured once on an H200 (2026-12-05, a first smoke run: one process, --aiperf-budget=1.5; not a recording):
+4096x128x8x2048x768: 39.7 ms -> 1.96 ms, 20.23x [15.72, 22.20]; 64x64x6x2048x1408: 12.7 ms -> 792 us, 16.01x [15.23,
+18.89].
 """
 
 from __future__ import annotations
