@@ -38,8 +38,8 @@ softmax weights, so the output leans on a few values and keeps their rounding. D
 
 Measured once on an H200 (2026-12-05, a first smoke run: one process, --aiperf-budget=1.5; not a recording):
 32x32x8x8192x128: 236 us -> 227 us, 1.04x [1.04, 1.05], below its floor. Far from the prediction, and why in
-bytes: the bf16 SDPA baseline read its 1.07 GB cache in 236 us (4.5 TB/s, the HBM's rate), the FP8 kernel its 0.54 GB in 227 us (2.4 TB/s,
-57% of the run's copy ceiling): the kernel, not the bytes, sets its time. Not yet profiled (its KV-split count and
+bytes: the bf16 SDPA baseline read its 1.07 GB cache in 236 us (4.5 TB/s, the HBM's rate), the FP8 kernel its
+0.54 GB in 227 us (2.4 TB/s, 57% of the run's copy ceiling): the kernel, not the bytes, sets its time. Not yet profiled (its KV-split count and
 the dequantizing inner loop are the places to look); until the kernel streams at the baseline's rate the case fails
 its floor, as it should.
 """
