@@ -26,8 +26,8 @@ the prefix cache the deployment names; ``replay`` serves the trace (``kernels.se
 request's tokens, padded with ``PAD`` to ``[requests, longest output]``, and the ``Timeline``, which carries the
 share of step time the engine's Python scheduler took (``ServeStats.scheduler_share``, reported, never gated);
 ``reset`` empties the pool and the prefix cache on it. Decode attention is the Triton paged kernel on a GPU and
-gather + SDPA elsewhere (the kernel under the Triton interpreter is slow; ``pytest_aiperf/tests/kernels/
-test_serving.py`` checks it there).
+gather + SDPA elsewhere (the kernel is slow under the Triton interpreter, where the serving tests check it:
+``pytest_aiperf/tests/kernels/test_serving.py``).
 
 The reference. ``token_reference`` runs the float64 copy of the served model (its rounded weights, widened) over each
 request's prompt and generated tokens, teacher-forced: the logits single-request ``greedy_generate`` would choose from
