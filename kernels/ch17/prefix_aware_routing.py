@@ -14,7 +14,8 @@ Every replica is its own ``kernels.serving`` engine: its own paged KV pool, ``Bl
 trace, then serves each replica's share of it, replica after replica, and returns every request's tokens in trace
 order. What it measures: the prefill work that routing saves or causes through each replica's prefix cache. What it
 does not: replicas running in parallel on their own GPUs, load imbalance between them (a busier replica here only
-runs longer in the sequence), queueing, or any network hop; a multi-GPU version would.
+runs longer in the sequence), queueing, or any network hop; ``prefix_aware_routing_replicas`` runs one replica a
+GPU.
 
 Shape ``(hidden, layers, replicas, groups, per_group, prefix_len, max_batch)``; the hidden size picks the model as in
 ``kernels/ch15/serving_arms.py`` (64: TINY; 2048: Llama-3.2-1B's layers with a 32000-token vocabulary). Timing
@@ -54,8 +55,9 @@ import torch
 from kernels.ch15 import serving_arms
 from kernels.ch15.serving_arms import BLOCK, Deployment, padded, paged_pool, roomy, served_model
 from kernels.llm import Decoder
-from kernels.serving import BlockHashCache, ContinuousBatching, LogNormal, ServeStats, Trace, serve, \
+from kernels.serving import BlockHashCache, ContinuousBatching, LogNormal, PagedPool, ServeStats, Trace, serve, \
     shared_prefix_trace
+from kernels.serving.serve import Served
 from pytest_aiperf import Stateful, Work
 
 LOAD_FACTOR = 1.25
@@ -121,10 +123,30 @@ def prefix_affinity(trace: Trace, replicas: int, block: int) -> list[int]:
     return chosen
 
 
+def replica_engine(model: Decoder, deployment: Deployment) -> tuple[PagedPool, BlockHashCache]:
+    """One replica's paged KV pool and the prefix cache on it."""
+    pool = paged_pool(model, deployment)
+    return pool, BlockHashCache(pool)
+
+
+def serve_share(trace: Trace, chosen: Sequence[int], replica: int, model: Decoder, deployment: Deployment,
+                pool: PagedPool, cache: BlockHashCache) -> tuple[list[int], Served | None]:
+    """The requests ``chosen`` routes to ``replica``, served on its engine (continuous batching, its pool and prefix
+    cache, their arrival times kept): their trace indices, and what the engine returned (None for no request)."""
+    members = [index for index, where in enumerate(chosen) if where == replica]
+    if not members:
+        return members, None
+    share = Trace(tuple(trace.requests[i] for i in members), trace.kind, trace.seed)
+    attention = "paged" if model.device.type == "cuda" else "gather"
+    return members, serve(share, model, pool, ContinuousBatching(deployment.max_batch), prefix=cache,
+                          attention=attention)
+
+
 def _setup(router: Router) -> Callable[..., Replicas]:
     def setup(trace: Trace, model: Decoder, cluster: Cluster) -> Replicas:
-        pools = [paged_pool(model, cluster.deployment) for _ in range(cluster.replicas)]
-        return Replicas(trace, model, cluster, router, pools, [BlockHashCache(pool) for pool in pools])
+        engines = [replica_engine(model, cluster.deployment) for _ in range(cluster.replicas)]
+        return Replicas(trace, model, cluster, router, [pool for pool, _ in engines],
+                        [cache for _, cache in engines])
 
     return setup
 
@@ -137,13 +159,9 @@ def replay(state: Replicas) -> torch.Tensor:
     tokens: list[list[int]] = [[] for _ in trace.requests]
     state.stats = []
     for replica, (pool, cache) in enumerate(zip(state.pools, state.caches)):
-        members = [index for index, where in enumerate(chosen) if where == replica]
-        if not members:
+        members, out = serve_share(trace, chosen, replica, state.model, deployment, pool, cache)
+        if out is None:
             continue
-        share = Trace(tuple(trace.requests[i] for i in members), trace.kind, trace.seed)
-        attention = "paged" if state.model.device.type == "cuda" else "gather"
-        out = serve(share, state.model, pool, ContinuousBatching(deployment.max_batch), prefix=cache,
-                    attention=attention)
         state.stats.append(out.stats)
         for index, generated in zip(members, out.tokens):
             tokens[index] = generated

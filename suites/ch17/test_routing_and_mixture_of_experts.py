@@ -13,6 +13,9 @@ batches; every pair computes the same outputs in both arms (no early exit, no sm
   windows, for a static-shape engine.
 - expert_parallel_all_to_all (2 and 4 ranks): all-gather tokens + reduce-scatter outputs vs all-to-all dispatch and
   combine of the routed rows (Llama-4-Scout's top-1 experts).
+- prefix_aware_routing_replicas (2 and 4 ranks): round-robin vs prefix-affinity routing of an online trace over one
+  serving-engine replica a GPU (TTFT p50 of the ranks' merged timelines, TTFT p99 guarded: queueing and load
+  imbalance between replicas).
 
 Each kernel module's header has the napkin math and the predicted H100 and H200 speedups; ``min_speedup`` here is
 the floor, ~70% of the low end of the prediction (never below 1.05). The pairs whose baseline is bound by eager
@@ -25,7 +28,7 @@ from __future__ import annotations
 import pytest
 
 from kernels.ch17 import (expert_parallel_all_to_all, length_bucketed_batching, moe_fused_routing, moe_grouped_gemm,
-                          multi_lora_batched, prefix_aware_routing)
+                          multi_lora_batched, prefix_aware_routing, prefix_aware_routing_replicas)
 from pytest_aiperf import Case
 
 CASES = [
@@ -66,6 +69,12 @@ DISTRIBUTED = [
          inputs=expert_parallel_all_to_all.inputs, work=expert_parallel_all_to_all.work, world_sizes=(2, 4),
          check_shapes=[(7, 8, 2, 16, 8), (5, 4, 1, 32, 16)], time_shapes=[(4096, 16, 1, 5120, 8192)],
          dtypes=["bf16"], min_speedup=1.05),
+    Case(name="prefix_aware_routing_replicas", baseline=prefix_aware_routing_replicas.baseline_round_robin,
+         optimized=prefix_aware_routing_replicas.optimized_prefix_affinity,
+         inputs=prefix_aware_routing_replicas.inputs, token_reference=prefix_aware_routing_replicas.token_reference,
+         goal="latency", metric="ttft_p50", guards=prefix_aware_routing_replicas.GUARDS, world_sizes=(2, 4),
+         dtypes=["bf16"], cache="warm", host_dispatch="timed", check_shapes=[(64, 2, 3, 3, 12, 2, 2000)],
+         time_shapes=[(4096, 4, 64, 8, 4096, 16, 100)], min_speedup=1.05, budget_s=120),
 ]
 
 

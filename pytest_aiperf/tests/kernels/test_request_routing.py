@@ -1,20 +1,25 @@
 """Chapter 17's request-level routing on the CPU with the TINY model: the affinity router sends requests sharing a
 prefix to one replica within its load cap, length buckets cover every prompt once, and planted wrong arms (a LoRA
 batch applying a neighbour's adapter, a padded prefill reading the last padded position, a replica replay that
-loses a request) fail the case's correctness check."""
+loses a request; on two gloo ranks, replicas whose routers disagree about a request so that no rank or both serve
+it) fail the case's correctness check."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import pytest
 import torch
 
-from kernels.ch17 import length_bucketed_batching, multi_lora_batched, prefix_aware_routing
+import torch.distributed as dist
+
+from kernels.ch17 import length_bucketed_batching, multi_lora_batched, prefix_aware_routing, \
+    prefix_aware_routing_replicas
 from kernels.llm import TINY
 from kernels.serving import shared_prefix_trace
-from pytest_aiperf import Case, Stateful, checks
+from pytest_aiperf import Case, Stateful, checks, distributed
 
 
 def test_the_affinity_router_keeps_each_prefix_on_one_replica_within_its_cap():
@@ -79,3 +84,33 @@ def test_a_planted_wrong_request_routing_arm_fails_the_cases_check(case, planted
     checks.verify(case.params()[0], "cpu", seeds=[2])
     with pytest.raises(checks.CorrectnessError, match="optimized|diverges|missing"):
         checks.verify(dataclasses.replace(case, optimized=planted).params()[0], "cpu", seeds=[2])
+
+
+def _dropping_router(trace, replicas, block):
+    """Each rank routes the third request to the next rank, so no rank serves it."""
+    chosen = prefix_aware_routing.prefix_affinity(trace, replicas, block)
+    return [(dist.get_rank() + 1) % replicas if i == 2 else where for i, where in enumerate(chosen)]
+
+
+def _duplicating_router(trace, replicas, block):
+    """Each rank routes the third request to itself, so every rank serves it."""
+    chosen = prefix_aware_routing.prefix_affinity(trace, replicas, block)
+    return [dist.get_rank() if i == 2 else where for i, where in enumerate(chosen)]
+
+
+def _replicas_routed_by(router):
+    return Stateful(setup=functools.partial(prefix_aware_routing_replicas.setup, router),
+                    run=prefix_aware_routing_replicas.replay, reset=prefix_aware_routing_replicas.reset)
+
+
+@pytest.mark.parametrize("router, message", [(_dropping_router, "optimized diverges .* request 2"),
+                                             (_duplicating_router, "holds too many tokens")],
+                         ids=["no_rank_serving_a_request", "both_ranks_serving_a_request"])
+def test_replicas_that_disagree_about_a_request_fail_the_check_on_gloo_ranks(router, message):
+    case = Case(name="prefix_aware_routing_replicas", baseline=prefix_aware_routing_replicas.baseline_round_robin,
+                optimized=_replicas_routed_by(router), inputs=prefix_aware_routing_replicas.inputs,
+                token_reference=prefix_aware_routing_replicas.token_reference, goal="latency", metric="ttft_p50",
+                world_sizes=(2,), check_shapes=[(64, 2, 2, 2, 8, 2, 2000)],
+                time_shapes=[(4096, 4, 64, 8, 4096, 16, 100)], dtypes=["bf16"])
+    with pytest.raises(distributed.DistributedError, match=message):
+        distributed.measure(case.params()[0], 2, cuda=False, budget_s=0.0, timeout_s=120, timed=False)
