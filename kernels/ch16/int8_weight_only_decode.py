@@ -43,12 +43,11 @@ Not yet measured on a GPU.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from kernels import seeded, torch_dtype
-from kernels.ch14 import config_for, decoder_params, load_decoder, unchanged
+from kernels import torch_dtype
+from kernels.ch14 import config_for, load_decoder, unchanged
+from kernels.ch14.reduce_overhead_mode import inputs  # the same prompts, tokens and seeded weights
 from kernels.ch16.graphed import GraphedStep
 from kernels.ch16.int8_linear import quantize_linears
 from kernels.llm import KVCache
@@ -58,17 +57,6 @@ TOLERANCE = Tolerance(rel=0.1, reason="int8 per-output-channel weights (scale = 
                                      "and the LM head: measured in float64 emulation 6.5-6.6% relative logit error "
                                      "for the whole Llama-3.2-1B (16 layers, batch 1 and 8), 2.6-5.2% for 1-8 of its "
                                      "layers, 1.3-2.3% at the TINY check shapes")
-
-
-def inputs(shape: tuple[int, ...], dtype: str, seed: int, device: Any) -> tuple[torch.Tensor, ...]:
-    """The prompts (batch, cache_len) whose keys and values fill the cache, the new tokens (batch, 1), then the
-    model's seeded parameters."""
-    hidden, layers, batch, cache_len = shape
-    cfg = config_for(hidden).with_layers(layers)
-    gen = seeded(seed)
-    prompt = torch.randint(0, cfg.vocab, (batch, cache_len), generator=gen).to(device)
-    token = torch.randint(0, cfg.vocab, (batch, 1), generator=gen).to(device)
-    return (prompt, token, *decoder_params(cfg, torch_dtype(dtype), seed, device))
 
 
 @torch.no_grad()

@@ -111,11 +111,7 @@ def packed_last_hidden(model: Decoder, ids: torch.Tensor, lengths: Sequence[int]
     x = model.embed_tokens(ids)
     for layer in model.layers:
         attn = layer.self_attn
-        h = layer.input_layernorm(x)
-        q = attn.q_proj(h).view(count, cfg.heads, cfg.head_dim)
-        k = attn.k_proj(h).view(count, cfg.kv_heads, cfg.head_dim)
-        v = attn.v_proj(h).view(count, cfg.kv_heads, cfg.head_dim)
-        q, k = apply_rotary(q, k, cos, sin)
+        q, k, v = attn.packed_qkv(layer.input_layernorm(x), cos, sin)
         out = torch.empty_like(q)
         for start, end in bounds:
             out[start:end] = prefill_attention(q[start:end], k[start:end], v[start:end], 0)

@@ -92,6 +92,18 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.hidden, cfg.kv_width, bias=cfg.qkv_bias, **factory)
         self.o_proj = nn.Linear(cfg.q_width, cfg.hidden, bias=False, **factory)
 
+    def packed_qkv(self, h: torch.Tensor, cos: torch.Tensor,
+                   sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v ``[tokens, heads, head_dim]`` of packed normed hidden states ``[tokens, hidden]`` (sequences laid
+        end to end, as a serving step packs them), RoPE applied at each token's own position (``cos``/``sin``
+        ``[tokens, 1, head_dim]``)."""
+        count = h.shape[0]
+        q = self.q_proj(h).view(count, self.heads, self.head_dim)
+        k = self.k_proj(h).view(count, self.kv_heads, self.head_dim)
+        v = self.v_proj(h).view(count, self.kv_heads, self.head_dim)
+        q, k = apply_rotary(q, k, cos, sin)
+        return q, k, v
+
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 cache: CacheSlot | None = None) -> torch.Tensor:
         batch, seq, _ = x.shape

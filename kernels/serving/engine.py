@@ -30,7 +30,7 @@ from typing import Sequence
 
 import torch
 
-from kernels.llm.model import Decoder, apply_rotary
+from kernels.llm.model import Decoder
 from kernels.serving.attention import gathered_decode, paged_decode, prefill_attention
 from kernels.serving.kv import KVPool
 
@@ -130,11 +130,7 @@ class Engine:
         cos, sin = model.cos[inputs.positions].unsqueeze(1), model.sin[inputs.positions].unsqueeze(1)
         for index, layer in enumerate(model.layers):
             attn = layer.self_attn
-            h = layer.input_layernorm(x)
-            q = attn.q_proj(h).view(count, self.heads, self.head_dim)
-            k = attn.k_proj(h).view(count, self.kv_heads, self.head_dim)
-            v = attn.v_proj(h).view(count, self.kv_heads, self.head_dim)
-            q, k = apply_rotary(q, k, cos, sin)
+            q, k, v = attn.packed_qkv(layer.input_layernorm(x), cos, sin)
             self.pool.write(index, inputs.slots, k, v)
             out = self._attend(index, q, k, v, inputs)
             x = x + attn.o_proj(out.reshape(count, self.heads * self.head_dim))
